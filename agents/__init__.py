@@ -1,0 +1,1 @@
+"""invnet.agents."""

@@ -1,0 +1,292 @@
+"""The simulator core: one period of B independent copies of a network, as pure array functions.
+
+Shapes: B batch, N nodes, K SKUs, E lanes, P pipeline slots (``pipeline[..., j]`` arrives at the
+start of period t+1+j), T periods. All quantities are float64 units; nothing is rounded.
+
+Event order in period t (``../shared/domain.md``; tests pin it):
+
+1. Arrivals due at the start of t have joined on-hand (done at the end of the previous step and at
+   reset, so policies observe post-arrival stock). A disrupted node's arrivals wait in transit.
+2. Every node decides an order (to the supplier or its upstream node) and one transfer per outbound lane.
+3. Shipping, all senders at once from their post-arrival on-hand. Refusals, in this order, each
+   counted in ``refused`` for the node that asked:
+   a. disruption: a disrupted node neither ships nor receives;
+   b. lane capacity: if the asks on a lane (the receiver's order + the sender's transfer) exceed its
+      capacity, both are scaled by ``capacity / asks``;
+   c. receiver capacity: if ``on_hand + in_transit + inbound`` would exceed the node's storage
+      capacity, all its inbound asks are scaled by ``room / inbound`` (refused at decision time);
+   d. sender stock (per SKU): if the asks on a sender exceed its on-hand, every ask is scaled by
+      ``on_hand / asks`` (proportional rationing).
+   Shipped units leave on-hand now; a lane of lead time 0 delivers before this period's demand,
+   longer lead times (and supplier orders, whose lead time is drawn per order) go into the pipeline.
+4. Demand is served from on-hand: backlog first (backorder mode), otherwise unmet demand is lost.
+5. Costs per node: holding on end-of-period on-hand (+ in-transit units at the sender's holding
+   rate when ``pipeline_holding``), shortage (lost-sale penalty per unit, or backorder cost per unit
+   of end-of-period backlog), ordering (fixed per node-period with any order + per unit, plus the
+   source lane's unit/fixed cost), transfer (lane unit cost + fixed cost per lane used, charged to
+   the sender).
+Then t advances and the next period's arrivals join on-hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+from invnet.envs.network import Network
+
+
+@dataclass(frozen=True)
+class State:
+    """Network state at decision time of period ``t`` (after arrivals)."""
+
+    t: int
+    on_hand: np.ndarray  # [B, N, K] units physically at the node
+    backlog: np.ndarray  # [B, N, K] unmet demand waiting (backorder mode; 0 otherwise)
+    pipeline: np.ndarray  # [B, N, K, P] units in transit to the node, slot j arrives at start of t+1+j
+    pipe_rate: np.ndarray  # [B, N, K, P] holding cost per period of those in-transit units
+    arrived: np.ndarray  # [B, N, K] units that joined on-hand at the start of t
+    demand_hist: np.ndarray  # [B, N, K, H] last H periods' demand, most recent last
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.on_hand.shape[0])
+
+    @property
+    def inventory_position(self) -> np.ndarray:
+        """[B, N, K] on-hand + in transit - backlog."""
+        return self.on_hand + self.pipeline.sum(axis=3) - self.backlog
+
+    def row(self, b: int) -> State:
+        """The state of batch row ``b`` as a batch of one."""
+        return replace(self, **{f.name: getattr(self, f.name)[b : b + 1] for f in fields(self) if f.name != "t"})
+
+
+@dataclass(frozen=True)
+class Action:
+    """Decisions for a batch: non-negative quantities asked."""
+
+    orders: np.ndarray  # [B, N, K] units each node orders from its source
+    transfers: np.ndarray  # [B, E, K] units each lane's sender asks to ship on it
+
+
+@dataclass(frozen=True)
+class Exogenous:
+    """Pre-drawn randomness of a batch of episodes (common random numbers)."""
+
+    demand: np.ndarray  # [B, T, N, K]
+    lead_time: np.ndarray  # [B, T, N] int supplier lead time of an order placed in period t
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """Per-period flows and costs of one step (shapes with batch axis B)."""
+
+    holding_cost: np.ndarray  # [B, N]
+    shortage_cost: np.ndarray  # [B, N]
+    order_cost: np.ndarray  # [B, N]
+    transfer_cost: np.ndarray  # [B, N]
+    demand: np.ndarray  # [B, N, K]
+    sales: np.ndarray  # [B, N, K] units sold (backlog served + new demand served)
+    served_now: np.ndarray  # [B, N, K] this period's demand served this period (fill rate)
+    lost_sales: np.ndarray  # [B, N, K] (0 in backorder mode)
+    backlog: np.ndarray  # [B, N, K] end-of-period backlog (0 in lost-sales mode)
+    on_hand: np.ndarray  # [B, N, K] end-of-period on-hand
+    in_transit: np.ndarray  # [B, N, K] end-of-period units in transit to the node
+    received: np.ndarray  # [B, N, K] arrivals at the start of t + lead-time-0 inbound
+    ordered: np.ndarray  # [B, N, K] order asked
+    order_shipped: np.ndarray  # [B, N, K] order actually shipped (supplier or upstream)
+    supplier_in: np.ndarray  # [B, N, K] units the external supplier shipped (enter the network)
+    lane_shipped: np.ndarray  # [B, E, K] lateral transfer units actually shipped on each lane
+    lane_flow: np.ndarray  # [B, E, K] all units on each lane (upstream orders + transfers)
+    shipped_out: np.ndarray  # [B, N, K] units that left the node (upstream shipments + transfers)
+    refused: np.ndarray  # [B, N, K] units asked by the node that were refused (capacity, stock, disruption)
+
+    @property
+    def cost(self) -> np.ndarray:
+        """[B, N] total cost per node."""
+        return self.holding_cost + self.shortage_cost + self.order_cost + self.transfer_cost
+
+
+def initial_state(net: Network, batch_size: int, history: int = 4) -> State:
+    """State at decision time of period 0: initial stock, empty pipeline, no history."""
+    B, N, K, P = batch_size, net.n_nodes, net.n_skus, net.pipeline_len
+    on_hand = np.broadcast_to(net.initial_stock, (B, N, K)).astype(float)
+    return State(
+        t=0,
+        on_hand=on_hand,
+        backlog=np.zeros((B, N, K)),
+        pipeline=np.zeros((B, N, K, P)),
+        pipe_rate=np.zeros((B, N, K, P)),
+        arrived=np.zeros((B, N, K)),
+        demand_hist=np.broadcast_to(net.mean_demand[0][None, :, :, None], (B, N, K, history)).astype(float),
+    )
+
+
+def _lanes_to_nodes(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Sum lane quantities [B, E, K] into nodes [B, N, K] through an [E, N] incidence matrix."""
+    if x.shape[1] == 0:
+        return np.zeros((x.shape[0], m.shape[1], x.shape[2]))
+    return np.matmul(x.transpose(0, 2, 1), m).transpose(0, 2, 1)
+
+
+def _ratio(room: np.ndarray, asked: np.ndarray) -> np.ndarray:
+    """min(1, room / asked) with 1 where nothing is asked."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(asked > room, room / np.where(asked > 0, asked, 1.0), 1.0)
+    return np.clip(r, 0.0, 1.0)
+
+
+def validate_action(net: Network, action: Action, batch_size: int) -> None:
+    """Raise ValueError naming the field when an action has the wrong shape, NaN or negative values."""
+    for name, arr, shape in (
+        ("orders", action.orders, (batch_size, net.n_nodes, net.n_skus)),
+        ("transfers", action.transfers, (batch_size, net.n_lanes, net.n_skus)),
+    ):
+        if arr.shape != shape:
+            raise ValueError(f"action.{name}: expected shape {shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"action.{name}: contains NaN or infinite values")
+        if np.any(arr < 0):
+            raise ValueError(f"action.{name}: quantities must be >= 0")
+
+
+def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[State, StepOutput]:
+    """Advance every batch row by one period (event order in the module docstring). Pure."""
+    t = state.t
+    B, N, K = state.on_hand.shape
+    P = net.pipeline_len
+    down = net.disrupted[t]  # [N]
+    up_ok = ~down
+    orders = action.orders * up_ok[None, :, None]
+    transfers = action.transfers
+    # (a) disruption: a disrupted sender or receiver refuses the lane entirely; supplier-fed orders of
+    # a disrupted node are refused above. Upstream orders ride their source lane.
+    lane_ok = (up_ok[net.lane_from] & up_ok[net.lane_to]).astype(float)  # [E]
+    lane_order = orders[:, net.lane_to, :] * (net.is_source_lane * lane_ok)[None, :, None]  # [B, E, K]
+    lane_tr = transfers * lane_ok[None, :, None]
+    sup_order = orders * net.is_supplier_fed[None, :, None]  # [B, N, K]
+    # (b) lane capacity, shared by SKUs and by orders + transfers
+    f_lane = _ratio(net.lane_cap[None, :], (lane_order + lane_tr).sum(axis=2))[:, :, None]  # [B, E, 1]
+    lane_order = lane_order * f_lane
+    lane_tr = lane_tr * f_lane
+    # (c) receiver storage capacity: room for everything it holds or has coming
+    inbound = _lanes_to_nodes(lane_order + lane_tr, net.lane_in_matrix) + sup_order  # [B, N, K]
+    room = np.maximum(net.capacity[None, :] - (state.on_hand.sum(axis=2) + state.pipeline.sum(axis=(2, 3))), 0.0)
+    f_recv = _ratio(room, inbound.sum(axis=2))  # [B, N]
+    sup_order = sup_order * f_recv[:, :, None]
+    f_recv_lane = f_recv[:, net.lane_to][:, :, None]
+    lane_order = lane_order * f_recv_lane
+    lane_tr = lane_tr * f_recv_lane
+    # (d) sender stock, per SKU, proportional rationing
+    asks_out = _lanes_to_nodes(lane_order + lane_tr, net.lane_out_matrix)  # [B, N, K]
+    f_send = _ratio(state.on_hand, asks_out)[:, net.lane_from, :]  # [B, E, K]
+    lane_order = lane_order * f_send
+    lane_tr = lane_tr * f_send
+    lane_flow = lane_order + lane_tr
+    shipped_out = _lanes_to_nodes(lane_flow, net.lane_out_matrix)
+    order_shipped = sup_order + _lanes_to_nodes(lane_order, net.lane_in_matrix)
+    transfer_refused = _lanes_to_nodes(transfers - lane_tr, net.lane_out_matrix)
+    refused = np.maximum(action.orders - order_shipped, 0.0) + np.maximum(transfer_refused, 0.0)
+
+    on_hand = np.maximum(state.on_hand - shipped_out, 0.0)
+    pipeline = state.pipeline.copy()
+    pipe_rate = state.pipe_rate.copy() if net.pipeline_holding else state.pipe_rate
+    received = state.arrived.copy()
+    sender_h = net.holding[net.lane_from]  # [E, K]
+    for lead in np.unique(net.lane_lead):
+        sel = (net.lane_lead == lead).astype(float)[:, None] * net.lane_in_matrix  # [E, N]
+        q = _lanes_to_nodes(lane_flow, sel)  # [B, N, K]
+        if lead == 0:
+            on_hand = on_hand + q
+            received = received + q
+        else:
+            pipeline[..., lead - 1] += q
+            if net.pipeline_holding:
+                pipe_rate[..., lead - 1] += _lanes_to_nodes(lane_flow * sender_h[None], sel)
+    lt = exo.lead_time[:, t, :]  # [B, N]
+    now = (lt == 0)[:, :, None]
+    on_hand = on_hand + sup_order * now
+    received = received + sup_order * now
+    slot = (lt[:, :, None] - 1 == np.arange(P)[None, None, :]).astype(float)  # [B, N, P]
+    pipeline += sup_order[..., None] * slot[:, :, None, :]
+    if net.pipeline_holding:
+        pipe_rate += (sup_order * net.supplier_holding)[..., None] * slot[:, :, None, :]
+
+    # 4. demand
+    d = exo.demand[:, t]  # [B, N, K]
+    if net.backorder:
+        due = state.backlog + d
+        sales = np.minimum(on_hand, due)
+        backlog = due - sales
+        served_now = np.maximum(sales - state.backlog, 0.0)
+        lost = np.zeros_like(d)
+    else:
+        sales = np.minimum(on_hand, d)
+        lost = d - sales
+        served_now = sales
+        backlog = state.backlog
+    on_hand = on_hand - sales
+
+    # 5. costs [B, N]
+    holding = (on_hand * net.holding[None]).sum(axis=2)
+    if net.pipeline_holding:
+        holding = holding + pipe_rate.sum(axis=(2, 3))
+    shortage = ((backlog if net.backorder else lost) * net.penalty[None]).sum(axis=2)
+    order_qty = order_shipped.sum(axis=2)
+    order_cost = net.order_fixed * (order_qty > 1e-9) + net.order_unit * order_qty
+    lo = lane_order.sum(axis=2)  # [B, E]
+    lt_q = lane_tr.sum(axis=2)
+    order_lane_cost = lo * net.lane_unit + net.lane_fixed * (lo > 1e-9)
+    tr_lane_cost = lt_q * net.lane_unit + net.lane_fixed * ((lt_q > 1e-9) & (lo <= 1e-9))
+    order_cost = order_cost + order_lane_cost @ net.lane_in_matrix
+    transfer_cost = tr_lane_cost @ net.lane_out_matrix
+
+    out = StepOutput(
+        holding_cost=holding,
+        shortage_cost=shortage,
+        order_cost=order_cost,
+        transfer_cost=transfer_cost,
+        demand=d,
+        sales=sales,
+        served_now=served_now,
+        lost_sales=lost,
+        backlog=backlog,
+        on_hand=on_hand,
+        in_transit=pipeline.sum(axis=3),
+        received=received,
+        ordered=action.orders,
+        order_shipped=order_shipped,
+        supplier_in=sup_order,
+        lane_shipped=lane_tr,
+        lane_flow=lane_flow,
+        shipped_out=shipped_out,
+        refused=refused,
+    )
+
+    # advance: next period's arrivals join on-hand (a disrupted node's arrivals wait in transit)
+    t1 = t + 1
+    hist = np.concatenate([state.demand_hist[..., 1:], d[..., None]], axis=3)
+    if t1 < net.periods:
+        hold = net.disrupted[t1][None, :, None]  # [1, N, 1]
+        arrived = np.where(hold, 0.0, pipeline[..., 0])
+        waiting = pipeline[..., 0] - arrived
+        pipeline = np.concatenate([pipeline[..., 1:], np.zeros((B, N, K, 1))], axis=3)
+        pipeline[..., 0] += waiting
+        if net.pipeline_holding:
+            w_rate = np.where(hold, pipe_rate[..., 0], 0.0)
+            pipe_rate = np.concatenate([pipe_rate[..., 1:], np.zeros((B, N, K, 1))], axis=3)
+            pipe_rate[..., 0] += w_rate
+        on_hand = on_hand + arrived
+    else:
+        arrived = np.zeros_like(on_hand)
+    new_state = State(
+        t=t1,
+        on_hand=on_hand,
+        backlog=backlog,
+        pipeline=pipeline,
+        pipe_rate=pipe_rate,
+        arrived=arrived,
+        demand_hist=hist,
+    )
+    return new_state, out
