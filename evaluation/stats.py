@@ -86,3 +86,76 @@ def gap_closed(cost_baseline: float, cost_policy: float, cost_bound: float) -> f
     if not np.isfinite(gap) or abs(gap) < 1e-12:
         return math.nan
     return float((cost_baseline - cost_policy) / gap)
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe number: None for NaN/inf."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def results(
+    episode_kpis: pd.DataFrame,
+    reference: str | None = None,
+    bound: Sequence[float] | np.ndarray | None = None,
+    node_kpis: pd.DataFrame | None = None,
+) -> dict:
+    """A JSON-ready summary: ``policies`` -> name -> KPI -> {mean, ci95} (+ ``vs_reference``, ``gap_closed``).
+
+    ``reference`` defaults to the first policy. ``bound`` is the hindsight bound's per-episode cost
+    per period on the same demand paths (episode order); it adds a ``bound`` entry and each policy's
+    share of the reference-to-bound gap closed. NaN (undefined KPIs) becomes null.
+    """
+    names = [str(p) for p in pd.unique(episode_kpis["policy"].astype(str))]
+    reference = names[0] if reference is None else reference
+    if reference not in names:
+        raise ValueError(f"reference: unknown policy {reference!r} (evaluated: {', '.join(names)})")
+    kpis = kpi_columns(episode_kpis)
+    summ = summarize(episode_kpis, kpis=kpis)
+    diffs = paired_differences(episode_kpis, reference, kpis=kpis)
+    attrs = dict(episode_kpis.attrs)
+    out: dict = {
+        "scenario": attrs.get("scenario"),
+        "episodes": attrs.get("episodes"),
+        "seed": attrs.get("seed"),
+        "periods": attrs.get("periods"),
+        "warmup": attrs.get("warmup"),
+        "cost_unit": "mean cost per period over the evaluated (post-warm-up) periods",
+        "reference": reference,
+        "policies": {},
+    }
+    for name in names:
+        s = summ[summ["policy"] == name]
+        d = diffs[diffs["policy"] == name]
+        entry: dict = {r.kpi: {"mean": _num(r.mean), "ci95": _num(r.ci95)} for r in s.itertuples()}
+        if name != reference:
+            entry["vs_reference"] = {
+                r.kpi: {"diff": _num(r.diff), "ci95": _num(r.ci95), "rel": _num(r.rel)} for r in d.itertuples()
+            }
+        out["policies"][name] = entry
+    if bound is not None:
+        b = np.asarray(bound, dtype=float)
+        bm, bh, _ = mean_ci(b)
+        ref_cost = episode_kpis.loc[episode_kpis["policy"].astype(str) == reference].sort_values("episode")
+        ref_cost = ref_cost["total_cost"].to_numpy(dtype=float)
+        entry = {"total_cost": {"mean": _num(bm), "ci95": _num(bh)}}
+        if ref_cost.shape == b.shape:
+            dm, dh, _ = mean_ci(b - ref_cost)
+            entry["vs_reference"] = {"total_cost": {"diff": _num(dm), "ci95": _num(dh)}}
+        out["bound"] = entry
+        rm = out["policies"][reference]["total_cost"]["mean"]
+        for name in names:
+            pm = out["policies"][name]["total_cost"]["mean"]
+            out["policies"][name]["gap_closed"] = _num(gap_closed(rm, pm, bm))
+    if node_kpis is not None:
+        ns = summarize(node_kpis, by=("policy", "node"), kpis=kpi_columns(node_kpis))
+        nodes: dict = {}
+        for r in ns.itertuples():
+            nodes.setdefault(str(r.policy), {}).setdefault(str(r.node), {})[r.kpi] = {
+                "mean": _num(r.mean),
+                "ci95": _num(r.ci95),
+            }
+        out["nodes"] = nodes
+    if "policies" in attrs:
+        out["policy_params"] = attrs["policies"]
+    return out
