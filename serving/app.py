@@ -1,0 +1,291 @@
+"""The policy server: FastAPI app factory, routes and error handling.
+
+Routes are thin: parse (pydantic schemas), check the state against the loaded network
+(:func:`~invnet.serving.service.build_state`), ask the policy (:func:`~invnet.serving.service.recommend`).
+The policy is loaded once in the lifespan; ``POST /v1/policies/reload`` builds the new one completely
+(in a worker thread, so requests keep flowing) and then swaps one reference, so a request in flight
+finishes with the policy it started with.
+
+Every bad request is a 4xx whose ``detail`` is a list of ``{loc, msg, type}`` naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from invnet.serving.metrics import BodyLimitMiddleware, MetricsMiddleware, ServerMetrics
+from invnet.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    PolicyInfo,
+    RecommendationRequest,
+    RecommendationResponse,
+    ReloadRequest,
+)
+from invnet.serving.service import (
+    LoadedPolicy,
+    PolicyOutputError,
+    RequestError,
+    build_state,
+    example_state,
+    group_by_period,
+    load_policy,
+    recommend,
+)
+from invnet.serving.settings import ServingSettings
+from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
+
+API_KEY_HEADER = "X-API-Key"
+_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key (settings: api_key)")
+
+
+@dataclass
+class ServerState:
+    """Mutable server state; ``loaded`` is swapped as one reference on reload."""
+
+    settings: ServingSettings
+    metrics: ServerMetrics
+    loaded: LoadedPolicy | None = None
+    example: dict[str, Any] | None = None
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    unhandled: int = 0  # requests that reached the catch-all handler (tests assert it stays 0)
+
+    def install(self, lp: LoadedPolicy) -> None:
+        self.example = example_state(lp)
+        self.loaded = lp  # the swap: one reference assignment
+        self.metrics.set_policy(lp.name, lp.version, lp.net.scenario.name)
+
+
+def load_for_settings(settings: ServingSettings) -> LoadedPolicy:
+    """Load the scenario and policy named by the settings.
+
+    Raises ValueError (scenario problems, unknown policy, bundle for another network) or
+    FileNotFoundError with a message naming the setting.
+    """
+    from invnet.envs.network import compile_network
+    from invnet.envs.scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(settings.scenario)
+    except ScenarioError as e:
+        raise ValueError(f"scenario: {e}") from None
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(f"scenario: cannot read {settings.scenario!r}: {e}") from None
+    return load_policy(compile_network(sc), settings.policy)
+
+
+def _detail(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+    return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
+
+
+def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None) -> FastAPI:
+    """The app for ``settings``. The policy is loaded in the lifespan (or ``preloaded`` is used);
+    until then ``/readyz`` and the ``/v1`` routes answer 503."""
+    metrics = ServerMetrics()
+    server = ServerState(settings=settings, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if server.loaded is None:
+            lp = preloaded if preloaded is not None else await run_in_threadpool(load_for_settings, settings)
+            await run_in_threadpool(server.install, lp)
+        yield
+
+    app = FastAPI(
+        title="invnet policy server",
+        version="1",
+        summary="Recommended orders and transfers for an inventory network, from any invnet policy.",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+
+    # ---- dependencies ------------------------------------------------------------------------
+    def _key_ok(given: str | None) -> bool:
+        key = settings.api_key
+        return key is not None and given is not None and secrets.compare_digest(given, key.get_secret_value())
+
+    async def user_key(key: str | None = Depends(_key_header)) -> None:
+        if settings.require_api_key and not _key_ok(key):
+            raise HTTPException(401, _detail(["header", API_KEY_HEADER], "missing or wrong API key", "auth")["detail"])
+
+    async def admin_key(key: str | None = Depends(_key_header)) -> None:
+        if settings.api_key is None:
+            raise HTTPException(
+                403, _detail(["header", API_KEY_HEADER], "admin routes are disabled: no api_key set", "auth")["detail"]
+            )
+        if not _key_ok(key):
+            raise HTTPException(401, _detail(["header", API_KEY_HEADER], "missing or wrong API key", "auth")["detail"])
+
+    def loaded() -> LoadedPolicy:
+        lp = server.loaded
+        if lp is None:
+            raise HTTPException(503, _detail([], "policy not loaded yet", "not_ready")["detail"])
+        return lp
+
+    # ---- error handlers ----------------------------------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+        errors = [{"loc": list(loc), "msg": msg, "type": "value_error"} for loc, msg in exc.problems]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(PolicyOutputError)
+    async def _policy_error(request: Request, exc: PolicyOutputError) -> JSONResponse:
+        return JSONResponse(_detail([], str(exc), "policy_error"), status_code=500)
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:  # last line of defence
+        server.unhandled += 1
+        return JSONResponse(_detail([], f"internal error ({type(exc).__name__})", "internal"), status_code=500)
+
+    # ---- routes ------------------------------------------------------------------------------
+    static_dir = resources.files("invnet.serving") / "static"
+    app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
+    index_html = (static_dir / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(index_html)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: 200 once a policy is loaded, else 503")
+    async def readyz() -> JSONResponse:
+        lp = server.loaded
+        if lp is None:
+            return JSONResponse(_detail([], "policy not loaded yet", "not_ready"), status_code=503)
+        return JSONResponse({"status": "ready", "policy": lp.name, "version": lp.version})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    v1 = [Depends(user_key)]
+
+    @app.get("/v1/policies", response_model=PolicyInfo, tags=["policies"], dependencies=v1)
+    async def policies(lp: LoadedPolicy = Depends(loaded)) -> PolicyInfo:
+        """The loaded policy: name, version, SPEC, parameters, bundle metadata and the network it serves."""
+        return PolicyInfo(
+            name=lp.name,
+            version=lp.version,
+            spec=lp.spec,
+            params=lp.params,
+            loaded_at=lp.loaded_at,
+            scenario=lp.net.scenario.name,
+            trained_on=lp.trained_on,
+            metadata=lp.metadata,
+            reference_policy=lp.reference.name,
+            network=lp.network_info(),
+        )
+
+    @app.post(
+        "/v1/policies/reload",
+        response_model=PolicyInfo,
+        tags=["policies"],
+        dependencies=[Depends(admin_key)],
+        responses={401: {"description": "missing or wrong API key"}, 403: {"description": "no api_key configured"}},
+    )
+    async def reload(body: ReloadRequest, lp: LoadedPolicy = Depends(loaded)) -> PolicyInfo:
+        """Load another policy SPEC for the same network; requests in flight finish on the old one."""
+        async with server.reload_lock:
+            try:
+                new = await run_in_threadpool(load_policy, lp.net, body.policy, body.params)
+                await run_in_threadpool(server.install, new)
+            except TypeError as e:
+                metrics.reloads.labels("failed").inc()
+                raise RequestError([(("body", "params"), f"not accepted by policy {body.policy!r}: {e}")]) from None
+            except (ValueError, OSError, ImportError, RuntimeError, KeyError) as e:
+                metrics.reloads.labels("failed").inc()
+                raise RequestError([(("body", "policy"), str(e) or type(e).__name__)]) from None
+            metrics.reloads.labels("ok").inc()
+        return await policies(server.loaded)  # type: ignore[arg-type]
+
+    @app.get("/v1/example-state", response_model=RecommendationRequest, tags=["recommendations"], dependencies=v1)
+    async def example(lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+        """A valid state of the loaded network (the reference policy run a few periods)."""
+        return JSONResponse(server.example)
+
+    @app.post(
+        "/v1/recommendations",
+        response_model=RecommendationResponse,
+        tags=["recommendations"],
+        dependencies=v1,
+        responses={413: {"description": "body too large"}, 503: {"description": "policy not loaded"}},
+    )
+    async def recommendations(body: RecommendationRequest, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+        """Orders and transfers for one network state."""
+        state, rate = build_state(lp, [body])
+        result = recommend(lp, state, rate)[0]
+        metrics.recommendations.inc()
+        return JSONResponse(result)
+
+    async def batch(body: BatchRequest, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+        """Orders and transfers for many states: one batched policy call per period t present."""
+        n = len(body.states)
+        if n > settings.max_batch:
+            raise RequestError([(("body", "states"), f"at most {settings.max_batch} states per batch, got {n}")])
+        groups = group_by_period(body.states)
+        prepared = []
+        for idx in groups.values():
+            reqs = [body.states[b] for b in idx]
+            prepared.append((idx, *build_state(lp, reqs, [("body", "states", b) for b in idx])))
+        results: list[Any] = [None] * n
+        for idx, state, rate in prepared:
+            for b, r in zip(idx, recommend(lp, state, rate), strict=True):
+                results[b] = r
+        metrics.recommendations.inc(n)
+        return JSONResponse({"results": results})
+
+    for path, in_schema in (("/v1/recommendations:batch", True), ("/v1/recommendations/batch", False)):
+        app.add_api_route(
+            path,
+            batch,
+            methods=["POST"],
+            response_model=BatchResponse,
+            tags=["recommendations"],
+            dependencies=v1,
+            include_in_schema=in_schema,
+            summary="Recommendations for many states",
+        )
+
+    # ---- middleware (last added = outermost) ----------------------------------------------
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", API_KEY_HEADER],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    known = frozenset(p for r in app.routes if isinstance(p := getattr(r, "path", None), str))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=known)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from ``INVNET_*`` variables."""
+    return create_app(ServingSettings())  # type: ignore[call-arg]
