@@ -26,6 +26,20 @@ Event order in period t (``../shared/domain.md``; tests pin it):
    source lane's unit/fixed cost), transfer (lane unit cost + fixed cost per lane used, charged to
    the sender).
 Then t advances and the next period's arrivals join on-hand.
+
+Timing conventions that follow from this order (tests/test_core.py pins them; docs/env.md details them):
+
+- A supplier order placed in period t with lead time L joins on-hand at the start of t+L: usable for
+  demand in t+L (protection interval L+1) and shippable onward by the t+L decisions.
+- A lane of lead time 0 delivers after every sender has shipped: the units serve this period's demand
+  but the receiver can forward them only from the next period on (senders ship from post-arrival,
+  pre-shipment on-hand).
+- Serial reference (Snyder & Shen Example 6.1, "order at the end of t arrives at the start of t+L"):
+  an inter-stage lead time L maps to a lane of lead L-1, a retailer's supplier lead time to L-1, and a
+  supplier-fed stage that only forwards stock keeps L. Holding is charged before the next period's
+  shipments, so units Snyder counts in transit on an inter-stage link with L = 1 sit on the sender's
+  shelf at the sender's rate (Snyder's in-transit rate). ``serial_3stage`` reproduces Snyder's
+  policy-dependent optimum 17.65 plus that constant 20 (4 x 5 per period).
 """
 
 from __future__ import annotations
