@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Quantity = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-"""A finite, non-negative number of units (int or float; strings, booleans, NaN and inf are refused)."""
+MAX_UNITS = 1e12
+Quantity = Annotated[float, Field(ge=0, le=MAX_UNITS, allow_inf_nan=False)]
+"""A finite number of units in [0, 1e12] (int or float; strings, booleans, NaN and inf are refused)."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 

@@ -75,12 +75,20 @@ def bundle_metadata(policy: Policy) -> dict[str, Any]:
 
 
 def policy_version(policy: Policy, metadata: dict[str, Any]) -> str:
-    """The bundle's version / run id when it has one, else a short hash of the policy's name and params."""
-    for key in ("version", "model_version", "run_id", "created_at", "created"):
-        if metadata.get(key) not in (None, ""):
-            return str(metadata[key])
-    blob = json.dumps({"name": policy.name, "params": _jsonable(policy.params())}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """12 hex digits identifying exactly what is served: a hash of the bundle's files for a bundle
+    (``metadata["bundle"]``), else of the policy's name and parameters (baselines)."""
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    bundle = metadata.get("bundle")
+    if isinstance(bundle, str) and Path(bundle).is_dir():
+        for f in sorted(Path(bundle).iterdir()):
+            if f.is_file():
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+    else:
+        h.update(json.dumps({"name": policy.name, "params": _jsonable(policy.params())}, sort_keys=True).encode())
+    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True, eq=False)
