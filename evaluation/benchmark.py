@@ -111,12 +111,22 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
         suite = Suite.model_validate(data)
     except ValidationError as e:
         raise SuiteError(f"invalid benchmark suite {source}:\n{_problems(e)}") from None
+    from invnet.agents.registry import policy_names
+
+    known = policy_names()
     missing = []
     for i, sc in enumerate(suite.scenarios):
         try:
             resolve_scenario_path(sc)
         except ScenarioError:
             missing.append(f"  - scenarios[{i}]: scenario not found: {sc!r}")
+    for i, p in enumerate(suite.policies):
+        is_uri = p.name.startswith(("models:/", "runs:/", "mlflow:"))
+        if p.name not in known and (p.tune or p.params or not (is_uri or Path(p.name).exists())):
+            missing.append(
+                f"  - policies[{i}].name: unknown policy {p.name!r} (registered: {', '.join(known)}; "
+                "untuned entries may also be bundle paths or MLflow model URIs)"
+            )
     if missing:
         raise SuiteError(f"invalid benchmark suite {source}:\n" + "\n".join(missing))
     return suite

@@ -64,7 +64,7 @@ def print_results(res: dict, title: str) -> None:
     from invnet.cli import console
 
     t = Table(title=title)
-    t.add_column("policy")
+    t.add_column("policy", no_wrap=True)
     for k in MAIN_KPIS:
         t.add_column(LABELS[k], justify="right")
     t.add_column(f"Δ cost vs {res['reference']}", justify="right")
@@ -84,7 +84,12 @@ def print_results(res: dict, title: str) -> None:
         row = ["hindsight bound", fmt("total_cost", b["mean"], b["ci95"])] + ["–"] * (len(MAIN_KPIS) - 1)
         row += ["–" if vs is None else f"{vs['diff']:+.2f} ± {vs['ci95']:.2f}", "100.0%"]
         t.add_row(*row)
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+    else:  # piped or captured: do not squeeze the table into 80 columns
+        from rich.console import Console
+
+        Console(width=max(console.width, 160), highlight=False).print(t)
 
 
 def register(app: typer.Typer) -> None:

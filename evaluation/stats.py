@@ -62,11 +62,11 @@ def paired_differences(
         raise ValueError(f"reference: unknown policy {reference!r} (evaluated: {', '.join(names)})")
     kpis = kpi_columns(kpi_frame) if kpis is None else list(kpis)
     pol = kpi_frame["policy"].astype(str)
-    ref = kpi_frame[pol == reference].set_index(list(on))[kpis]
+    ref = kpi_frame[pol == reference].set_index(list(on))[kpis].add_suffix("__ref")
     rows = []
     for name in names:
         cur = kpi_frame[pol == name].set_index(list(on))[kpis]
-        joined = cur.join(ref, how="inner", rsuffix="__ref")
+        joined = cur.join(ref, how="inner")
         for k in kpis:
             d = joined[k].to_numpy(dtype=float) - joined[f"{k}__ref"].to_numpy(dtype=float)
             m, h, n = mean_ci(d)
