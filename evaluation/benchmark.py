@@ -179,10 +179,11 @@ def machine() -> str:
 
 
 def _tune(net: Any, entry: PolicyEntry, suite: Suite) -> tuple[Any, dict[str, Any], float]:
+    from invnet.agents.registry import make_policy
     from invnet.agents.tuning import tune
 
     r = tune(net, entry.name, episodes=suite.tune_episodes, seed=suite.tune_seed)
-    return r.policy, dict(r.params), float(r.seconds)
+    return make_policy(r.policy, net, **r.params), dict(r.params), float(r.seconds)
 
 
 def _train(scenario: str, suite: Suite, out: Path) -> tuple[Any, dict[str, Any], float, list[dict]]:

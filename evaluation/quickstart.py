@@ -23,8 +23,9 @@ from typing import Any
 
 from invnet.envs.network import Network
 
-BASELINES = ("base_stock", "base_stock+tie")
-"""Baselines tuned by the quickstart (replenishment alone, and with transshipment equalization)."""
+BASELINES = ("base_stock", "echelon_base_stock", "base_stock+threshold")
+"""Baselines tuned by the quickstart: installation and echelon base-stock, base-stock + threshold transfers.
+The cheapest on the *tuning* paths is the reference (no selection on the evaluation paths)."""
 TUNE_SEED = 10_000
 TUNE_EPISODES = 32
 
@@ -99,7 +100,7 @@ def run_quickstart(
 
     from invnet.cli import console
 
-    log = log or (lambda s: console.print(s, highlight=False))
+    log = log or (lambda s: console.print(s, highlight=False, soft_wrap=True))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sc = load_scenario(scenario)
@@ -112,8 +113,9 @@ def run_quickstart(
     tuned = tune_baselines(net, baselines, tune_episodes, TUNE_SEED, log)
     secs["tuning"] = time.perf_counter() - t0
     policies: dict[str, Any] = {"order_up_to (scenario levels)": make_policy("order_up_to", net)}
-    policies.update({label: r.policy for label, r in tuned.items()})
-    reference = next(iter(tuned), "order_up_to (scenario levels)")
+    policies.update({label: make_policy(r.policy, net, **r.params) for label, r in tuned.items()})
+    reference = min(tuned, key=lambda k: tuned[k].total_cost) if tuned else "order_up_to (scenario levels)"
+    log(f"  reference: {reference} (cheapest on the tuning paths)")
 
     log(f"[bold]2/5 hindsight bound[/] on the {episodes} evaluation episodes (seed {seed}) ...")
     from invnet.agents.bound import hindsight_bound
@@ -133,10 +135,13 @@ def run_quickstart(
         secs["training"] = time.perf_counter() - t0
         from invnet.training.bundle import load_bundle_policy
 
-        bundle = Path(trained.bundle_path)
-        policies["learned (per-node agents)"] = load_bundle_policy(bundle, net)
         curve = list(trained.curve)
-        log(f"  bundle: {bundle} ({secs['training']:.0f} s)")
+        if trained.bundle_path is None:
+            log("  [yellow]training produced no bundle (interrupted before the first evaluation)[/]")
+        else:
+            bundle = Path(trained.bundle_path)
+            policies["learned (per-node agents)"] = load_bundle_policy(bundle, net)
+            log(f"  bundle: {bundle} ({secs['training']:.0f} s)")
     else:
         log("[bold]3/5 training skipped[/] (--no-train)")
 
@@ -224,8 +229,8 @@ def _print_next_steps(
     if bundle is not None:
         cmd = f"invnet serve --scenario {shlex.quote(scenario)} --policy {shlex.quote(str(bundle))}"
         log(f"  serve the policy:    {cmd}")
-        log(f"  evaluate it again:   invnet evaluate --scenario {shlex.quote(scenario)} --policy base_stock "
-            f"--policy {shlex.quote(str(bundle))} --episodes 100 --bound")  # fmt: skip
+        log(f"  evaluate it again:   invnet evaluate --scenario {shlex.quote(scenario)} "
+            f"--policy {shlex.quote(str(bundle))} --policy order_up_to --episodes 100 --bound")  # fmt: skip
     sys.stdout.flush()
 
 

@@ -268,15 +268,18 @@ def plot_learning_curve(curve: Sequence[Mapping[str, Any]], bound: float | None 
     df = pd.DataFrame(list(curve))
     xcol = next((c for c in CURVE_X if c in df.columns), None)
     x = df[xcol] if xcol else pd.Series(np.arange(len(df)))
-    ys = [c for c in df.columns if c != xcol and pd.api.types.is_numeric_dtype(df[c])]
-    costs = [c for c in ys if "cost" in c or "reward" in c or "return" in c]
+    ys = [c for c in df.columns if c != xcol and not c.endswith("_ci95") and pd.api.types.is_numeric_dtype(df[c])]
+    costs = [c for c in ys if ("cost" in c or "reward" in c or "return" in c) and df[c].notna().any()]
     ys = costs or ys
     if not ys:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for c in ys[:6]:
-        ax.plot(x, df[c], marker=".", label=c)
+        (line,) = ax.plot(x, df[c], marker=".", label=c)
+        if f"{c}_ci95" in df.columns:  # 95% CI band where the curve gives one
+            h = df[f"{c}_ci95"].astype(float)
+            ax.fill_between(x, df[c] - h, df[c] + h, color=line.get_color(), alpha=0.2)
     if bound is not None and any("cost" in c for c in ys):
         ax.axhline(bound, color="k", ls="--", label="hindsight bound")
     ax.set_xlabel(xcol or "evaluation")
@@ -424,7 +427,8 @@ def log_to_mlflow(rep: Report, res: Mapping[str, Any]) -> bool:
 
 def _key(name: str) -> str:
     """An MLflow-safe metric name part (letters, digits, _ - . /)."""
-    return "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
+    raw = "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+    return "_".join(p for p in raw.split("_") if p) or "policy"
 
 
 def _doc(f: Any) -> str:
