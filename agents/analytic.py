@@ -154,26 +154,44 @@ def lead_time_sd(net: Network) -> np.ndarray:
     return out
 
 
-def echelon_lead_time(net: Network) -> np.ndarray:
-    """[N] protection interval of each echelon, in periods.
+def replenishment_delay(net: Network) -> np.ndarray:
+    """[N] R_i: periods from an order placed by node i until its units can serve demand at the stores.
 
-    Installation interval of node i: L_i + 1. In invnet every hop adds one period (all nodes decide at
-    once, so a lead-0 shipment from upstream arrives after the downstream node has shipped), so the
-    echelon interval is the sum of (L_k + 1) from i down to the stores; for a tree, the downstream part
-    is the throughput-weighted mean over children (Clark & Scarf 1960 for the serial case).
+    Timing of ``envs/core.py``: a unit ordered with lead time l (supplier or source lane) is on i's shelf
+    for demand l periods later, but a lead-0 delivery lands after shipping, so a node that forwards it
+    can ship it one period later (f_i = 1 if l_i = 0). Recursively, with children c weighted by throughput:
+    ``R_i = l_i`` for a node without children, else ``R_i = l_i + f_i + mean_c R_c``.
+    Serial Snyder & Shen 6.1 in invnet (leads 0, 0, 2): R = (0, 1, 3), echelon intervals (1, 2, 4).
     """
     N = net.n_nodes
-    own = net.lead_time_mean + 1.0
-    out = own.copy()
+    lead = net.lead_time_mean
+    out = lead.copy()
     w = net.throughput.sum(axis=1)
-    order = sorted(range(N), key=lambda i: -int(net.echelon_members[:, i].sum()))  # leaves first
+    order = sorted(range(N), key=lambda i: int(net.echelon_members[i].sum()))  # fewest descendants first
     for i in order:
         children = [c for c in range(N) if net.source_node[c] == i]
         if children:
             cw = np.array([w[c] for c in children])
-            ce = np.array([out[c] for c in children])
-            out[i] = own[i] + (float((cw * ce).sum() / cw.sum()) if cw.sum() > 0 else float(ce.mean()))
+            cr = np.array([out[c] for c in children])
+            down = float((cw * cr).sum() / cw.sum()) if cw.sum() > 0 else float(cr.mean())
+            out[i] = lead[i] + (1.0 if lead[i] == 0 else 0.0) + down
     return out
+
+
+def installation_interval(net: Network) -> np.ndarray:
+    """[N] installation protection interval tau_i = l_i + 1 (+1 for a node that forwards lead-0 deliveries)."""
+    has_children = np.array([np.any(net.source_node == i) for i in range(net.n_nodes)])
+    lead = net.lead_time_mean
+    return lead + 1.0 + (has_children & (lead == 0)).astype(float)
+
+
+def echelon_lead_time(net: Network) -> np.ndarray:
+    """[N] echelon protection interval tau_i = R_i + 1 (:func:`replenishment_delay`).
+
+    Clark & Scarf (1960): echelon i's level covers demand over its lead time plus all downstream lead
+    times plus the review period; here the downstream part follows invnet's per-hop timing.
+    """
+    return replenishment_delay(net) + 1.0
 
 
 def node_penalty(net: Network) -> np.ndarray:
@@ -185,12 +203,12 @@ def node_penalty(net: Network) -> np.ndarray:
 def base_stock_levels(net: Network, echelon: bool = False) -> np.ndarray:
     """[N, K] analytic order-up-to levels: S = F^-1_{D[tau]}(p / (p + h)).
 
-    Installation (``echelon=False``): tau = E[L_i] + 1 on the node's throughput. Echelon: tau from
+    Installation (``echelon=False``): tau from :func:`installation_interval` on the node's throughput. Echelon: tau from
     :func:`echelon_lead_time` (Clark & Scarf 1960; the newsvendor heuristic of Shang & Song 2003 uses the
     same fractile form). Lead-time variability enters via sigma_LTD (:func:`lead_time_demand`).
     """
     mean, sd, fams = node_demand_moments(net)
-    tau = echelon_lead_time(net) if echelon else net.lead_time_mean + 1.0
+    tau = echelon_lead_time(net) if echelon else installation_interval(net)
     tau_sd = lead_time_sd(net)
     cr = critical_ratio(net.holding, node_penalty(net))  # [N, K]
     out = np.zeros((net.n_nodes, net.n_skus))

@@ -208,9 +208,31 @@ def combo_factory(replenish_name: str, transfer_name: str):  # noqa: ANN201 - a 
     def factory(net: Network, transfer: dict[str, Any] | None = None, **params: Any) -> Combined:
         if transfer is not None and not isinstance(transfer, dict):
             raise ValueError(f"transfer: expected a mapping of transfer parameters, got {transfer!r}")
+        check_kwargs(REPLENISHMENT[replenish_name], params, f"{replenish_name}+{transfer_name}")
+        check_kwargs(TRANSFERS[transfer_name], transfer or {}, f"{replenish_name}+{transfer_name}: transfer")
         return Combined(REPLENISHMENT[replenish_name](net, **params), TRANSFERS[transfer_name](net, **(transfer or {})))
 
     factory.__name__ = f"{replenish_name}+{transfer_name}"
+    return factory
+
+
+def check_kwargs(factory: Any, params: dict[str, Any], what: str) -> None:
+    """ValueError naming unknown keyword parameters of ``factory`` (instead of a TypeError traceback)."""
+    import inspect
+
+    allowed = [p for p in inspect.signature(factory).parameters if p not in ("net", "self")]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{what}: unknown parameter(s) {', '.join(unknown)} (expected: {', '.join(allowed)})")
+
+
+def _checked(cls: type) -> Any:
+    def factory(net: Network, **params: Any) -> Any:
+        check_kwargs(cls, params, cls.name)
+        return cls(net, **params)
+
+    factory.__name__ = cls.name
+    factory.__doc__ = cls.__doc__
     return factory
 
 
@@ -218,7 +240,7 @@ def _register() -> None:
     from invnet.agents.transfers import TRANSFERS
 
     for name, cls in REPLENISHMENT.items():
-        register_policy(name, cls)
+        register_policy(name, _checked(cls))
         for tname in TRANSFERS:
             register_policy(f"{name}+{tname}", combo_factory(name, tname))
 
