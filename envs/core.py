@@ -137,18 +137,67 @@ def initial_state(net: Network, batch_size: int, history: int = 4) -> State:
     )
 
 
-def _lanes_to_nodes(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Sum lane quantities [B, E, K] into nodes [B, N, K] through an [E, N] incidence matrix."""
-    if x.shape[1] == 0:
-        return np.zeros((x.shape[0], m.shape[1], x.shape[2]))
-    return np.matmul(x.transpose(0, 2, 1), m).transpose(0, 2, 1)
-
-
 def _ratio(room: np.ndarray, asked: np.ndarray) -> np.ndarray:
     """min(1, room / asked) with 1 where nothing is asked."""
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(asked > room, room / np.where(asked > 0, asked, 1.0), 1.0)
     return np.clip(r, 0.0, 1.0)
+
+
+class _Plan:
+    """Per-network constants of :func:`step`, computed once (index arrays, flags that skip no-op stages).
+
+    Lane -> node sums use ``np.bincount`` on precomputed flat indices rather than a matmul with the
+    incidence matrix: on a busy 2-core machine OpenBLAS's threads make small matmuls 10-100x slower.
+    """
+
+    def __init__(self, net: Network) -> None:
+        E = net.n_lanes
+        self.N = net.n_nodes
+        self.down_any = net.disrupted.any(axis=1)  # [T] any node down in period t
+        self.src = np.flatnonzero(net.is_source_lane)  # lanes carrying upstream orders
+        self.src_to = net.lane_to[self.src]  # their receivers
+        self.has_src = self.src.size > 0
+        self.sup_f = net.is_supplier_fed.astype(float)[None, :, None]  # [1, N, 1]
+        self.has_sup = bool(net.is_supplier_fed.any())
+        self.all_sup = bool(net.is_supplier_fed.all())
+        self.lane_cap_finite = bool(np.isfinite(net.lane_cap).any())
+        self.node_cap_finite = bool(np.isfinite(net.capacity).any())
+        leads = np.unique(net.lane_lead)
+        # (lead, lanes with that lead or None for all lanes, their receivers)
+        self.lead_groups = [
+            (int(lead), None if leads.size == 1 else np.flatnonzero(net.lane_lead == lead), None) for lead in leads
+        ]
+        self.lead_groups = [
+            (lead, lanes, net.lane_to if lanes is None else net.lane_to[lanes]) for lead, lanes, _ in self.lead_groups
+        ]
+        self.lane_unit = net.lane_unit
+        self.lane_fixed = net.lane_fixed
+        self.any_fixed = bool(E and net.lane_fixed.any())
+        self.any_unit = bool(E and net.lane_unit.any())
+        self.sender_h = net.holding[net.lane_from] if E else np.zeros((0, net.n_skus))  # [E, K]
+        self.node_idx = np.arange(self.N)[None, :]  # [1, N]
+        self._flat: dict[tuple[int, int, int, int], np.ndarray] = {}
+
+    def scatter(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Sum lane quantities ``x`` [B, E', K] into nodes [B, N, K]; ``idx`` [E'] is each lane's node."""
+        B, E, K = x.shape
+        if E == 0:
+            return np.zeros((B, self.N, K))
+        key = (id(idx), E, B, K)
+        flat = self._flat.get(key)
+        if flat is None:
+            flat = ((np.arange(B)[:, None, None] * self.N + idx[None, :, None]) * K + np.arange(K)).ravel()
+            self._flat[key] = flat
+        return np.bincount(flat, weights=x.ravel(), minlength=B * self.N * K).reshape(B, self.N, K)
+
+
+def _plan(net: Network) -> _Plan:
+    plan = net.__dict__.get("_core_plan")
+    if plan is None:
+        plan = _Plan(net)
+        net.__dict__["_core_plan"] = plan  # Network is frozen; cache like functools.cached_property does
+    return plan
 
 
 def validate_action(net: Network, action: Action, batch_size: int) -> None:
@@ -159,73 +208,120 @@ def validate_action(net: Network, action: Action, batch_size: int) -> None:
     ):
         if arr.shape != shape:
             raise ValueError(f"action.{name}: expected shape {shape}, got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"action.{name}: contains NaN or infinite values")
-        if np.any(arr < 0):
+        if arr.size and not arr.min() >= 0.0:  # False for NaN too
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"action.{name}: contains NaN or infinite values")
             raise ValueError(f"action.{name}: quantities must be >= 0")
+        if arr.size and not np.isfinite(arr.max()):
+            raise ValueError(f"action.{name}: contains NaN or infinite values")
 
 
 def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[State, StepOutput]:
-    """Advance every batch row by one period (event order in the module docstring). Pure."""
+    """Advance every batch row by one period (event order in the module docstring). Pure.
+
+    Stages that cannot bind for this network (no capacities, no disruption this period, no upstream
+    lanes) are skipped; the result is the same as applying them.
+    """
+    plan = _plan(net)
     t = state.t
     B, N, K = state.on_hand.shape
-    P = net.pipeline_len
-    down = net.disrupted[t]  # [N]
-    up_ok = ~down
-    orders = action.orders * up_ok[None, :, None]
+    orders = action.orders
     transfers = action.transfers
-    # (a) disruption: a disrupted sender or receiver refuses the lane entirely; supplier-fed orders of
-    # a disrupted node are refused above. Upstream orders ride their source lane.
-    lane_ok = (up_ok[net.lane_from] & up_ok[net.lane_to]).astype(float)  # [E]
-    lane_order = orders[:, net.lane_to, :] * (net.is_source_lane * lane_ok)[None, :, None]  # [B, E, K]
-    lane_tr = transfers * lane_ok[None, :, None]
-    sup_order = orders * net.is_supplier_fed[None, :, None]  # [B, N, K]
+    E = transfers.shape[1]
+    # (a) disruption: a disrupted sender or receiver refuses the lane entirely; a disrupted node's orders
+    # are refused. Upstream orders ride their source lane.
+    src_ok = None
+    if plan.down_any[t]:
+        up_ok = ~net.disrupted[t]  # [N]
+        orders = orders * up_ok[None, :, None]
+        lane_ok = (up_ok[net.lane_from] & up_ok[net.lane_to]).astype(float)  # [E]
+        transfers = transfers * lane_ok[None, :, None]
+        src_ok = lane_ok[plan.src][None, :, None]
+    sup_order = orders if plan.all_sup else orders * plan.sup_f  # [B, N, K]
+    lane_tr = transfers  # [B, E, K]
+    if plan.has_src:
+        src_order = orders[:, plan.src_to, :]  # [B, S, K] upstream orders on their source lanes
+        if src_ok is not None:
+            src_order = src_order * src_ok
+        lane_order = np.zeros((B, E, K))
+        lane_order[:, plan.src, :] = src_order
+        lane_flow = lane_order + lane_tr
+    else:
+        lane_order = None
+        lane_flow = lane_tr
     # (b) lane capacity, shared by SKUs and by orders + transfers
-    f_lane = _ratio(net.lane_cap[None, :], (lane_order + lane_tr).sum(axis=2))[:, :, None]  # [B, E, 1]
-    lane_order = lane_order * f_lane
-    lane_tr = lane_tr * f_lane
+    if plan.lane_cap_finite and E:
+        asks = lane_flow.sum(axis=2)  # [B, E]
+        if np.any(asks > net.lane_cap[None, :]):
+            f_lane = _ratio(net.lane_cap[None, :], asks)[:, :, None]  # [B, E, 1]
+            lane_tr = lane_tr * f_lane
+            if lane_order is not None:
+                lane_order = lane_order * f_lane
+            lane_flow = lane_tr if lane_order is None else lane_order + lane_tr
     # (c) receiver storage capacity: room for everything it holds or has coming
-    inbound = _lanes_to_nodes(lane_order + lane_tr, net.lane_in_matrix) + sup_order  # [B, N, K]
-    room = np.maximum(net.capacity[None, :] - (state.on_hand.sum(axis=2) + state.pipeline.sum(axis=(2, 3))), 0.0)
-    f_recv = _ratio(room, inbound.sum(axis=2))  # [B, N]
-    sup_order = sup_order * f_recv[:, :, None]
-    f_recv_lane = f_recv[:, net.lane_to][:, :, None]
-    lane_order = lane_order * f_recv_lane
-    lane_tr = lane_tr * f_recv_lane
+    if plan.node_cap_finite:
+        inbound = plan.scatter(lane_flow, net.lane_to) + sup_order  # [B, N, K]
+        room = np.maximum(net.capacity[None, :] - (state.on_hand.sum(axis=2) + state.pipeline.sum(axis=(2, 3))), 0.0)
+        asked_in = inbound.sum(axis=2)  # [B, N]
+        if np.any(asked_in > room):
+            f_recv = _ratio(room, asked_in)  # [B, N]
+            sup_order = sup_order * f_recv[:, :, None]
+            f_recv_lane = f_recv[:, net.lane_to][:, :, None]
+            lane_tr = lane_tr * f_recv_lane
+            if lane_order is not None:
+                lane_order = lane_order * f_recv_lane
+            lane_flow = lane_tr if lane_order is None else lane_order + lane_tr
     # (d) sender stock, per SKU, proportional rationing
-    asks_out = _lanes_to_nodes(lane_order + lane_tr, net.lane_out_matrix)  # [B, N, K]
-    f_send = _ratio(state.on_hand, asks_out)[:, net.lane_from, :]  # [B, E, K]
-    lane_order = lane_order * f_send
-    lane_tr = lane_tr * f_send
-    lane_flow = lane_order + lane_tr
-    shipped_out = _lanes_to_nodes(lane_flow, net.lane_out_matrix)
-    order_shipped = sup_order + _lanes_to_nodes(lane_order, net.lane_in_matrix)
-    transfer_refused = _lanes_to_nodes(transfers - lane_tr, net.lane_out_matrix)
-    refused = np.maximum(action.orders - order_shipped, 0.0) + np.maximum(transfer_refused, 0.0)
+    if E:
+        asks_out = plan.scatter(lane_flow, net.lane_from)  # [B, N, K]
+        over = asks_out > state.on_hand
+        if over.any():
+            f_node = np.where(over, state.on_hand / np.where(over, asks_out, 1.0), 1.0)  # [B, N, K] in [0, 1)
+            f_send = f_node[:, net.lane_from, :]  # [B, E, K]
+            lane_tr = lane_tr * f_send
+            if lane_order is not None:
+                lane_order = lane_order * f_send
+            lane_flow = lane_tr if lane_order is None else lane_order + lane_tr
+            shipped_out = asks_out * f_node
+        else:
+            shipped_out = asks_out
+        tr_shipped_out = shipped_out if lane_order is None else plan.scatter(lane_tr, net.lane_from)
+        transfer_refused = plan.scatter(action.transfers, net.lane_from) - tr_shipped_out
+        order_shipped = sup_order if lane_order is None else sup_order + plan.scatter(lane_order, net.lane_to)
+        refused = np.maximum(action.orders - order_shipped, 0.0) + np.maximum(transfer_refused, 0.0)
+        on_hand = np.maximum(state.on_hand - shipped_out, 0.0)
+    else:
+        shipped_out = np.zeros((B, N, K))
+        order_shipped = sup_order
+        refused = np.maximum(action.orders - order_shipped, 0.0)
+        on_hand = state.on_hand.copy()
 
-    on_hand = np.maximum(state.on_hand - shipped_out, 0.0)
     pipeline = state.pipeline.copy()
     pipe_rate = state.pipe_rate.copy() if net.pipeline_holding else state.pipe_rate
-    received = state.arrived.copy()
-    sender_h = net.holding[net.lane_from]  # [E, K]
-    for lead in np.unique(net.lane_lead):
-        sel = (net.lane_lead == lead).astype(float)[:, None] * net.lane_in_matrix  # [E, N]
-        q = _lanes_to_nodes(lane_flow, sel)  # [B, N, K]
+    received = state.arrived
+    for lead, lanes, to in plan.lead_groups:  # lane deliveries, grouped by lane lead time
+        flow = lane_flow if lanes is None else lane_flow[:, lanes]
+        q = plan.scatter(flow, to)  # [B, N, K]
         if lead == 0:
             on_hand = on_hand + q
             received = received + q
         else:
             pipeline[..., lead - 1] += q
             if net.pipeline_holding:
-                pipe_rate[..., lead - 1] += _lanes_to_nodes(lane_flow * sender_h[None], sel)
-    lt = exo.lead_time[:, t, :]  # [B, N]
-    now = (lt == 0)[:, :, None]
-    on_hand = on_hand + sup_order * now
-    received = received + sup_order * now
-    slot = (lt[:, :, None] - 1 == np.arange(P)[None, None, :]).astype(float)  # [B, N, P]
-    pipeline += sup_order[..., None] * slot[:, :, None, :]
-    if net.pipeline_holding:
-        pipe_rate += (sup_order * net.supplier_holding)[..., None] * slot[:, :, None, :]
+                h_lane = plan.sender_h if lanes is None else plan.sender_h[lanes]  # [E', K]
+                pipe_rate[..., lead - 1] += plan.scatter(flow * h_lane[None], to)
+    if plan.has_sup:  # supplier orders: lead time drawn per order (exogenous)
+        lt = exo.lead_time[:, t, :]  # [B, N]
+        now = (lt == 0)[:, :, None]
+        if now.any():
+            on_hand = on_hand + sup_order * now
+            received = received + sup_order * now
+        later = sup_order * ~now  # [B, N, K]
+        slot = np.maximum(lt - 1, 0)  # [B, N]
+        bi = np.arange(B)[:, None]
+        pipeline[bi, plan.node_idx, :, slot] += later  # one slot per (b, n): no repeated index
+        if net.pipeline_holding:
+            pipe_rate[bi, plan.node_idx, :, slot] += later * net.supplier_holding
 
     # 4. demand
     d = exo.demand[:, t]  # [B, N, K]
@@ -243,18 +339,39 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
     on_hand = on_hand - sales
 
     # 5. costs [B, N]
-    holding = (on_hand * net.holding[None]).sum(axis=2)
+    if K == 1:
+        holding = on_hand[:, :, 0] * net.holding[None, :, 0]
+        shortage = (backlog if net.backorder else lost)[:, :, 0] * net.penalty[None, :, 0]
+        order_qty = order_shipped[:, :, 0]
+    else:
+        holding = (on_hand * net.holding[None]).sum(axis=2)
+        shortage = ((backlog if net.backorder else lost) * net.penalty[None]).sum(axis=2)
+        order_qty = order_shipped.sum(axis=2)
     if net.pipeline_holding:
         holding = holding + pipe_rate.sum(axis=(2, 3))
-    shortage = ((backlog if net.backorder else lost) * net.penalty[None]).sum(axis=2)
-    order_qty = order_shipped.sum(axis=2)
-    order_cost = net.order_fixed * (order_qty > 1e-9) + net.order_unit * order_qty
-    lo = lane_order.sum(axis=2)  # [B, E]
-    lt_q = lane_tr.sum(axis=2)
-    order_lane_cost = lo * net.lane_unit + net.lane_fixed * (lo > 1e-9)
-    tr_lane_cost = lt_q * net.lane_unit + net.lane_fixed * ((lt_q > 1e-9) & (lo <= 1e-9))
-    order_cost = order_cost + order_lane_cost @ net.lane_in_matrix
-    transfer_cost = tr_lane_cost @ net.lane_out_matrix
+    order_cost = net.order_unit * order_qty
+    if net.order_fixed:
+        order_cost = order_cost + net.order_fixed * (order_qty > 1e-9)
+    if E:
+        lt_q = lane_tr.sum(axis=2, keepdims=True)  # [B, E, 1]
+        transfer_cost = plan.scatter(lt_q * plan.lane_unit[None, :, None], net.lane_from)[:, :, 0]
+        if lane_order is not None:
+            lo = lane_order.sum(axis=2, keepdims=True)
+            order_cost = order_cost + plan.scatter(lo * plan.lane_unit[None, :, None], net.lane_to)[:, :, 0]
+            if plan.any_fixed:
+                lo_used = lo > 1e-9
+                order_cost = order_cost + plan.scatter(lo_used * plan.lane_fixed[None, :, None], net.lane_to)[:, :, 0]
+                # one fixed charge per lane used: it goes with the upstream order when the lane carries one
+                tr_used = (lt_q > 1e-9) & ~lo_used
+                transfer_cost = (
+                    transfer_cost + plan.scatter(tr_used * plan.lane_fixed[None, :, None], net.lane_from)[:, :, 0]
+                )
+        elif plan.any_fixed:
+            transfer_cost = (
+                transfer_cost + plan.scatter((lt_q > 1e-9) * plan.lane_fixed[None, :, None], net.lane_from)[:, :, 0]
+            )
+    else:
+        transfer_cost = np.zeros((B, N))
 
     out = StepOutput(
         holding_cost=holding,
@@ -282,15 +399,25 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
     t1 = t + 1
     hist = np.concatenate([state.demand_hist[..., 1:], d[..., None]], axis=3)
     if t1 < net.periods:
-        hold = net.disrupted[t1][None, :, None]  # [1, N, 1]
-        arrived = np.where(hold, 0.0, pipeline[..., 0])
-        waiting = pipeline[..., 0] - arrived
-        pipeline = np.concatenate([pipeline[..., 1:], np.zeros((B, N, K, 1))], axis=3)
-        pipeline[..., 0] += waiting
+        shifted = np.empty_like(pipeline)
+        shifted[..., :-1] = pipeline[..., 1:]
+        shifted[..., -1] = 0.0
+        if plan.down_any[t1]:
+            hold = net.disrupted[t1][None, :, None]  # [1, N, 1]
+            arrived = np.where(hold, 0.0, pipeline[..., 0])
+            shifted[..., 0] += pipeline[..., 0] - arrived
+            if net.pipeline_holding:
+                w_rate = np.where(hold, pipe_rate[..., 0], 0.0)
+        else:
+            arrived = pipeline[..., 0].copy()
         if net.pipeline_holding:
-            w_rate = np.where(hold, pipe_rate[..., 0], 0.0)
-            pipe_rate = np.concatenate([pipe_rate[..., 1:], np.zeros((B, N, K, 1))], axis=3)
-            pipe_rate[..., 0] += w_rate
+            rate = np.empty_like(pipe_rate)
+            rate[..., :-1] = pipe_rate[..., 1:]
+            rate[..., -1] = 0.0
+            if plan.down_any[t1]:
+                rate[..., 0] += w_rate
+            pipe_rate = rate
+        pipeline = shifted
         on_hand = on_hand + arrived
     else:
         arrived = np.zeros_like(on_hand)
