@@ -269,8 +269,10 @@ def plot_learning_curve(curve: Sequence[Mapping[str, Any]], bound: float | None 
     xcol = next((c for c in CURVE_X if c in df.columns), None)
     x = df[xcol] if xcol else pd.Series(np.arange(len(df)))
     ys = [c for c in df.columns if c != xcol and not c.endswith("_ci95") and pd.api.types.is_numeric_dtype(df[c])]
-    costs = [c for c in ys if ("cost" in c or "reward" in c or "return" in c) and df[c].notna().any()]
-    ys = costs or ys
+    ys = [c for c in ys if df[c].notna().any()]
+    costs = [c for c in ys if "cost" in c]  # the curve in cost units, comparable with the bound
+    rewards = [c for c in ys if c.endswith(("reward", "return"))]
+    ys = costs or rewards or ys
     if not ys:
         return None
     plt = _plt()

@@ -139,3 +139,16 @@ def test_suite_files(tmp_path: Path) -> None:
         load_suite(bad)
     r = runner.invoke(app, ["benchmark", "--suite", str(bad)])
     assert r.exit_code == 2 and "not valid YAML" in r.output
+
+
+def test_evaluate_with_bound() -> None:
+    r = runner.invoke(
+        app, ["evaluate", "-s", "two_stores", "-p", "order_up_to", "-p", "do_nothing", "--episodes", "3", "--bound",
+              "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    b = res["bound"]["total_cost"]["mean"]
+    assert all(b <= p["total_cost"]["mean"] + 1e-6 for p in res["policies"].values())  # a lower bound on these paths
+    assert res["policies"]["order_up_to"]["gap_closed"] == 0.0
+    assert res["policies"]["do_nothing"]["gap_closed"] < 0  # worse than the reference
