@@ -186,16 +186,17 @@ function renderChart(state, res) {
     e.transit += (s.in_transit || []).reduce((a, b) => a + b, 0);
   }
   const nodes = [...byNode.keys()];
-  const W = Math.max(560, nodes.length * 64 + 80), H = 280, L = 56, B = 56, T = 30;
+  // drawn at the container's pixel width so text keeps its size (the SVG is not scaled up)
+  const W = Math.max($("chart").clientWidth || 900, nodes.length * 28 + 80), H = 300, L = 56, B = 64, T = 34;
   const max = Math.max(1, ...nodes.map((k) => { const e = byNode.get(k); return Math.max(e.onHand + e.transit, e.after); }));
   const y = (v) => T + (H - T - B) * (1 - v / max);
-  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "stock by node" });
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": "stock by node" });
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
     svg.append(svgEl("line", { x1: L, x2: W - 10, y1: y(v), y2: y(v), stroke: "#e3e6ea" }));
     svg.append(svgEl("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#667085" }, fmt(v, 0)));
   }
-  const slot = (W - L - 10) / nodes.length, bw = Math.min(22, slot / 3);
+  const slot = (W - L - 10) / nodes.length, bw = Math.max(3, Math.min(28, slot / 3));
   nodes.forEach((k, i) => {
     const e = byNode.get(k), x0 = L + i * slot + slot / 2 - bw - 2;
     const add = (x, v0, v1, color, label) => {
@@ -206,10 +207,12 @@ function renderChart(state, res) {
     add(x0, 0, e.onHand, "var(--onhand)", "on-hand");
     add(x0, e.onHand, e.onHand + e.transit, "var(--transit)", "in transit");
     add(x0 + bw + 4, 0, e.after, "var(--after)", "inventory position after");
-    svg.append(svgEl("text", {
-      x: L + i * slot + slot / 2, y: H - B + 14, "text-anchor": "end", "font-size": 11, fill: "#1d2430",
-      transform: `rotate(-35 ${L + i * slot + slot / 2} ${H - B + 14})`,
-    }, k));
+    if (nodes.length <= 60 || i % Math.ceil(nodes.length / 60) === 0) {
+      svg.append(svgEl("text", {
+        x: L + i * slot + slot / 2, y: H - B + 14, "text-anchor": "end", "font-size": 11, fill: "#1d2430",
+        transform: `rotate(-35 ${L + i * slot + slot / 2} ${H - B + 14})`,
+      }, k));
+    }
   });
   const legend = svgEl("g", { class: "legend", "font-size": 11 });
   [["var(--onhand)", "on-hand now"], ["var(--transit)", "in transit"], ["var(--after)", "inventory position after action"]]
@@ -255,7 +258,7 @@ async function recommend() {
     const res = await resp.json();
     renderTables(res);
     renderChart(state, res);
-    $("result-meta").textContent = `· ${res.policy.name} v${res.policy.version} · period ${res.t} · reference ${res.reference_policy}`;
+    $("result-meta").textContent = `· ${res.policy.name} (version ${res.policy.version}) · period ${res.t} · reference ${res.reference_policy}`;
     $("results").hidden = false;
     setStatus(`done in ${Math.round(performance.now() - t0)} ms`);
   } catch (e) {
