@@ -58,6 +58,7 @@ class TrainConfig(BaseModel):
     tune_seconds: float = Field(default=20.0, gt=0, description="time budget of the baseline tuning")
     eval_every: int = Field(default=10, ge=1, description="evaluate every N iterations (and at the end)")
     eval_episodes: int = Field(default=32, ge=1, description="fixed demand paths per evaluation")
+    final_episodes: int = Field(default=64, ge=1, description="fresh paths of the final evaluation table")
     eval_seed: int = Field(default=100_000, ge=0, description="seed of the fixed evaluation paths")
     checkpoint_every: int = Field(default=10, ge=1, description="checkpoint every N iterations")
     threads: int = Field(default=1, ge=1, description="torch.set_num_threads (determinism and sharing)")

@@ -184,7 +184,7 @@ def train_mappo(cfg: TrainConfig, session: Session, resume: dict[str, Any] | Non
             {
                 "explained_variance": float("nan") if var_y == 0 else 1.0 - float((b_ret - b_val).var()) / var_y,
                 "lr": lr,
-                "action_std": float(actor.log_std.exp().mean()),
+                "action_std": actor.log_std.detach().exp().mean().item(),
                 "reward_scale": rew_scale.scale,
                 "train_episode_cost": last_ep["cost"],
                 "train_fill_rate": last_ep["fill_rate"],

@@ -212,7 +212,7 @@ class Session:
 
         replace_dir(tmp, final_dir)
         learned = load_bundle_policy(final_dir, net)
-        episodes = max(cfg.eval_episodes, 32)
+        episodes = cfg.final_episodes
         seed = cfg.eval_seed + FINAL_SEED_OFFSET
         lm = policy_metrics(net, learned, episodes, seed)
         bm = policy_metrics(net, self.baseline, episodes, seed)
