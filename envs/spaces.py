@@ -78,30 +78,44 @@ class AgentSpaces:
         return self.net.n_skus * (1 + self.net.max_out_lanes)
 
     # ---- action decoding --------------------------------------------------------------------
+    @cached_property
+    def _decode_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat action-vector indices of every order [N, K] and lane transfer [E, K], and half the bounds."""
+        net = self.net
+        N, K, M = net.n_nodes, net.n_skus, net.max_out_lanes
+        width = K * (1 + M)
+        k = np.arange(K)
+        order_idx = np.arange(N)[:, None] * width + k[None, :] * (1 + M)  # [N, K]
+        tr_idx = np.zeros((net.n_lanes, K), dtype=int)
+        for n, lanes in enumerate(net.outbound):
+            for j, e in enumerate(lanes):
+                tr_idx[e] = n * width + k * (1 + M) + 1 + j
+        half_order = (self.max_level if self.action_mode == "order_up_to" else self.max_order) / 2.0
+        return order_idx, tr_idx, half_order[None, :, None], (self.max_transfer / 2.0)[None, :, None]
+
     def decode(self, actions: np.ndarray, state: State) -> Action:
         """Map per-agent actions ``[B, N, action_dim]`` in [-1, 1] to quantities (module docstring)."""
         net = self.net
-        B, N, K, M = state.batch_size, net.n_nodes, net.n_skus, net.max_out_lanes
+        B, N = state.batch_size, net.n_nodes
         a = np.asarray(actions, dtype=float)
         if a.shape != (B, N, self.action_dim):
             raise ValueError(f"actions: expected shape {(B, N, self.action_dim)}, got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError("actions: contain NaN or infinite values")
-        if np.any(np.abs(a) > 1.0 + 1e-6):
-            raise ValueError("actions: must lie in the action space [-1, 1]")
-        u = (np.clip(a, -1.0, 1.0).reshape(B, N, K, 1 + M) + 1.0) / 2.0
+        peak = np.abs(a).max() if a.size else 0.0
+        if not peak <= 1.0:  # also catches NaN
+            if not np.all(np.isfinite(a)):
+                raise ValueError("actions: contain NaN or infinite values")
+            if peak > 1.0 + 1e-6:
+                raise ValueError("actions: must lie in the action space [-1, 1]")
+            a = np.clip(a, -1.0, 1.0)
+        order_idx, tr_idx, half_order, half_tr = self._decode_index
+        flat = a.reshape(B, -1)
+        # u = (a + 1) / 2 in [0, 1]; quantity = u * bound = (a + 1) * bound / 2
+        first = (flat[:, order_idx] + 1.0) * half_order  # [B, N, K]
         if self.action_mode == "order_up_to":
-            target = u[..., 0] * self.max_level[None, :, None]
-            orders = np.maximum(target - state.inventory_position, 0.0)
+            orders = np.maximum(first - state.inventory_position, 0.0)
         else:
-            orders = u[..., 0] * self.max_order[None, :, None]
-        transfers = np.zeros((B, net.n_lanes, K))
-        slots = self.lane_slots
-        ii, jj = np.nonzero(slots >= 0)
-        if ii.size:
-            lanes = slots[ii, jj]
-            ut = u[..., 1:].transpose(0, 1, 3, 2)  # [B, N, M, K]
-            transfers[:, lanes, :] = ut[:, ii, jj, :] * self.max_transfer[lanes][None, :, None]
+            orders = first
+        transfers = (flat[:, tr_idx] + 1.0) * half_tr  # [B, E, K]
         return Action(orders=orders, transfers=transfers)
 
     def encode(self, action: Action, state: State) -> np.ndarray:
@@ -180,52 +194,76 @@ class AgentSpaces:
     def state_dim(self) -> int:
         return self.net.n_nodes * self.own_dim + 3
 
+    @cached_property
+    def _obs_plan(self) -> dict[str, np.ndarray]:
+        """Constants of :meth:`observe`: inverse scales, forecasts and visibility gather indices."""
+        net = self.net
+        inv = 1.0 / net.scale  # [N]
+        slots = self.lane_slots
+        mask = (slots >= 0).astype(float)  # [N, M]
+        to = net.lane_to[np.maximum(slots, 0)] if slots.size else np.zeros(slots.shape, dtype=int)  # [N, M]
+        src = net.source_node
+        return {
+            "inv": inv[None, :, None],  # [1, N, 1]
+            "forecast": net.mean_demand * inv[None, :, None],  # [T, N, K] normalised forecast
+            "to": to,
+            "recv_onhand": mask * inv[:, None],  # receivers' stock / the observing node's scale
+            "recv_dos": mask * inv[to],  # receivers' stock / their own scale (periods of supply)
+            "src": np.maximum(src, 0),
+            "src_dos": np.where(src >= 0, inv[np.maximum(src, 0)], 0.0),
+        }
+
     def _own(self, state: State) -> np.ndarray:
         """[B, N, own_dim] own stock features normalised by the node's throughput."""
-        net = self.net
-        B, N = state.batch_size, net.n_nodes
-        sc = net.scale[None, :, None]
-        t = min(state.t, net.periods - 1)
-        forecast = np.broadcast_to(net.mean_demand[t][None], state.on_hand.shape)
-        parts = [
-            state.on_hand / sc,
-            state.backlog / sc,
-            state.inventory_position / sc,
-            forecast / sc,
-            (state.pipeline / sc[..., None]).reshape(B, N, -1),
-            (state.demand_hist / sc[..., None]).reshape(B, N, -1),
-        ]
-        return np.concatenate(parts, axis=2)
+        B, N = state.batch_size, self.net.n_nodes
+        p = self._obs_plan
+        t = min(state.t, self.net.periods - 1)
+        ip = state.on_hand + state.pipeline.sum(axis=3) - state.backlog
+        forecast = np.broadcast_to(p["forecast"][t][None], state.on_hand.shape) if B > 1 else p["forecast"][t][None]
+        raw = np.concatenate(
+            (
+                state.on_hand,
+                state.backlog,
+                ip,
+                forecast,
+                state.pipeline.reshape(B, N, -1),
+                state.demand_hist.reshape(B, N, -1),
+            ),
+            axis=2,
+        )
+        raw[..., : 3 * self.net.n_skus] *= p["inv"]
+        raw[..., 4 * self.net.n_skus :] *= p["inv"]
+        return raw
 
     def _time(self, state: State) -> np.ndarray:
         ang = 2.0 * math.pi * state.t / self.season_period
         return np.array([math.sin(ang), math.cos(ang), state.t / self.net.periods])
 
     def observe(self, state: State, own: np.ndarray | None = None) -> np.ndarray:
-        """[B, N, obs_dim] float32 per-agent observations."""
+        """[B, N, obs_dim] float32 per-agent observations (layout: own, time, node features, visibility)."""
         net = self.net
         B, N = state.batch_size, net.n_nodes
         own = self._own(state) if own is None else own
-        parts = [
-            own,
-            np.broadcast_to(self._time(state), (B, N, 3)),
-            np.broadcast_to(self.node_features, (B, N, self.node_features.shape[1])),
-        ]
-        stock = state.on_hand.sum(axis=2)  # [B, N]
-        dos = stock / net.scale[None, :]  # days (periods) of supply at mean throughput
+        out = np.empty((B, N, self.obs_dim), dtype=np.float32)
+        o = self.own_dim
+        f = self.node_features.shape[1]
+        out[:, :, :o] = own
+        out[:, :, o : o + 3] = self._time(state)
+        out[:, :, o + 3 : o + 3 + f] = self.node_features
+        v = o + 3 + f
+        if self.visibility == "own":
+            return out
+        stock = state.on_hand.sum(axis=2) if net.n_skus > 1 else state.on_hand[:, :, 0]  # [B, N]
+        p = self._obs_plan
         if self.visibility == "neighbours":
-            slots = self.lane_slots
-            safe = np.maximum(slots, 0)
-            to = net.lane_to[safe]  # [N, M]
-            mask = (slots >= 0)[None]
-            recv_onhand = np.where(mask, stock[:, to] / net.scale[None, :, None], 0.0)
-            recv_dos = np.where(mask, dos[:, to], 0.0)
-            src = net.source_node
-            src_dos = np.where(src >= 0, dos[:, np.maximum(src, 0)], 0.0)[..., None]
-            parts += [recv_onhand, recv_dos, src_dos]
-        elif self.visibility == "all":
-            parts.append(np.broadcast_to(dos[:, None, :], (B, N, N)))
-        return np.concatenate(parts, axis=2).astype(np.float32)
+            M = net.max_out_lanes
+            recv = stock[:, p["to"]]  # [B, N, M]
+            out[:, :, v : v + M] = recv * p["recv_onhand"]
+            out[:, :, v + M : v + 2 * M] = recv * p["recv_dos"]
+            out[:, :, v + 2 * M] = stock[:, p["src"]] * p["src_dos"]
+        else:  # all: every node's days of supply
+            out[:, :, v:] = (stock * p["inv"][:, :, 0])[:, None, :]
+        return out
 
     def global_state(self, state: State) -> np.ndarray:
         """[B, state_dim] float32 global state for centralised critics."""
