@@ -331,7 +331,13 @@ def run_benchmark(
             f"{suite.episodes} evaluation episodes per scenario on common demand paths (seed {suite.seed}); "
             f"tuning on {suite.tune_episodes} other episodes (seed {suite.tune_seed}); cost is mean cost per "
             "period after warm-up; Δ is the paired difference with its 95% CI; gap closed = "
-            f"(cost_{ref} − cost) / (cost_{ref} − cost_bound); 'setup s' is tuning/training/bound time.",
+            f"(cost_{ref} − cost) / (cost_{ref} − cost_bound); 'setup s' is tuning/training/bound time."
+            + (
+                f" {suite.learned.label}: trained per scenario for {suite.learned.steps} environment steps "
+                f"({suite.learned.config} config, seed {suite.learned.seed})."
+                if suite.learned.enabled
+                else ""
+            ),
             "",
             markdown_table(head, md_rows),
             "",
