@@ -92,20 +92,25 @@ class BatchedInventoryEnv:
         self, action: Action, observe: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray, bool, StepOutput]:
         """Apply unit quantities; returns (obs or None if not ``observe``, rewards [B, N], episode_over, outputs)."""
+        self._check_running()
+        validate_action(self.net, action, self.batch_size)
+        return self._advance(action, observe)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, StepOutput]:
+        """Apply per-agent actions ``[B, N, action_dim]`` in [-1, 1]."""
+        self._check_running()
+        return self._advance(self.spaces.decode(actions, self.state), True)  # decode validates the actions
+
+    def _check_running(self) -> None:
         if self.exo is None:
             raise RuntimeError("call reset() before step()")
         if self.done:
             raise RuntimeError("episode is over: call reset()")
-        validate_action(self.net, action, self.batch_size)
+
+    def _advance(self, action: Action, observe: bool) -> tuple[np.ndarray | None, np.ndarray, bool, StepOutput]:
         self.state, out = step(self.net, self.state, action, self.exo)
         rewards = team_rewards(out.cost, self.reward_mode, self.reward_weight)
         return (self.spaces.observe(self.state) if observe else None), rewards, self.done, out
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, StepOutput]:
-        """Apply per-agent actions ``[B, N, action_dim]`` in [-1, 1]."""
-        if self.exo is None:
-            raise RuntimeError("call reset() before step()")
-        return self.step_quantities(self.spaces.decode(actions, self.state))
 
     def global_state(self) -> np.ndarray:
         return self.spaces.global_state(self.state)

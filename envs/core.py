@@ -354,10 +354,14 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
         order_cost = order_cost + net.order_fixed * (order_qty > 1e-9)
     if E:
         lt_q = lane_tr.sum(axis=2, keepdims=True)  # [B, E, 1]
-        transfer_cost = plan.scatter(lt_q * plan.lane_unit[None, :, None], net.lane_from)[:, :, 0]
+        if plan.any_unit:
+            transfer_cost = plan.scatter(lt_q * plan.lane_unit[None, :, None], net.lane_from)[:, :, 0]
+        else:
+            transfer_cost = np.zeros((B, N))
         if lane_order is not None:
             lo = lane_order.sum(axis=2, keepdims=True)
-            order_cost = order_cost + plan.scatter(lo * plan.lane_unit[None, :, None], net.lane_to)[:, :, 0]
+            if plan.any_unit:
+                order_cost = order_cost + plan.scatter(lo * plan.lane_unit[None, :, None], net.lane_to)[:, :, 0]
             if plan.any_fixed:
                 lo_used = lo > 1e-9
                 order_cost = order_cost + plan.scatter(lo_used * plan.lane_fixed[None, :, None], net.lane_to)[:, :, 0]

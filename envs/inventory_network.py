@@ -71,14 +71,12 @@ INFO_KEYS = (
 
 def node_infos(out: StepOutput, node_ids: list[str], row: int = 0) -> dict[str, dict[str, float]]:
     """Per-node info dicts (SKUs summed) for batch row ``row``."""
-    infos: dict[str, dict[str, float]] = {}
-    for i, nid in enumerate(node_ids):
-        d: dict[str, float] = {}
-        for key in INFO_KEYS:
-            arr = getattr(out, key)[row, i]
-            d[key] = float(np.sum(arr))
-        infos[nid] = d
-    return infos
+    n_cost = 4  # the first four keys are [B, N] cost terms, the rest [B, N, K] flows
+    costs = np.array([getattr(out, key)[row] for key in INFO_KEYS[:n_cost]]).T  # [N, 4]
+    flows = np.concatenate([getattr(out, key)[row] for key in INFO_KEYS[n_cost:]], axis=1)  # [N, F * K]
+    flows = flows.reshape(len(node_ids), len(INFO_KEYS) - n_cost, -1).sum(axis=2)  # [N, F]
+    table = np.concatenate((costs, flows), axis=1).tolist()  # [N, 14] python floats
+    return {nid: dict(zip(INFO_KEYS, vals, strict=True)) for nid, vals in zip(node_ids, table, strict=True)}
 
 
 class InventoryNetworkEnv(ParallelEnv):
@@ -91,6 +89,7 @@ class InventoryNetworkEnv(ParallelEnv):
         self.render_mode = render_mode
         self._env = BatchedInventoryEnv(scenario, 1, **options)
         self.possible_agents = list(self._env.net.node_ids)
+        self._agent_set = set(self.possible_agents)
         self.agents: list[str] = []
         sp = self._env.spaces
         self._obs_space = gymnasium.spaces.Box(-1.0, np.inf, (sp.obs_dim,), np.float32)
@@ -116,7 +115,7 @@ class InventoryNetworkEnv(ParallelEnv):
         return self._state_space
 
     def _obs_dict(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        return {a: obs[0, i] for i, a in enumerate(self.possible_agents)}
+        return dict(zip(self.possible_agents, obs[0], strict=True))
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         obs = self._env.reset(seed=seed)
@@ -127,21 +126,22 @@ class InventoryNetworkEnv(ParallelEnv):
     def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
         if not self.agents:
             raise RuntimeError("episode is over: call reset()")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"actions: missing agent(s) {missing}")
-        unknown = [a for a in actions if a not in self.possible_agents]
-        if unknown:
-            raise ValueError(f"actions: unknown agent(s) {unknown}")
-        a = np.stack([np.asarray(actions[n], dtype=float).reshape(-1) for n in self.possible_agents])[None]
+        names = self.possible_agents
+        if actions.keys() != self._agent_set:
+            missing = [a for a in self.agents if a not in actions]
+            if missing:
+                raise ValueError(f"actions: missing agent(s) {missing}")
+            unknown = [a for a in actions if a not in self.possible_agents]
+            if unknown:
+                raise ValueError(f"actions: unknown agent(s) {unknown}")
+        a = np.array([np.asarray(actions[n], dtype=float).reshape(-1) for n in names])[None]
         obs, rewards, done, out = self._env.step(a)
         self._last = out
-        infos = node_infos(out, self.possible_agents)
-        names = self.possible_agents
-        rew = {n: float(rewards[0, i]) for i, n in enumerate(names)}
-        terms = {n: False for n in names}
-        truncs = {n: done for n in names}
-        obs_d = self._obs_dict(obs)
+        infos = node_infos(out, names)
+        rew = dict(zip(names, rewards[0].tolist(), strict=True))
+        terms = dict.fromkeys(names, False)
+        truncs = dict.fromkeys(names, done)
+        obs_d = dict(zip(names, obs[0], strict=True))
         if done:
             self.agents = []
         return obs_d, rew, terms, truncs, infos

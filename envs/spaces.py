@@ -276,9 +276,9 @@ class AgentSpaces:
 
 def team_rewards(cost: np.ndarray, mode: str, weight: float) -> np.ndarray:
     """[B, N] rewards from per-node costs: team = -network cost, local = -own cost, mixed = blend."""
-    team = np.broadcast_to(-cost.sum(axis=1, keepdims=True), cost.shape)
+    team = np.repeat(-cost.sum(axis=1, keepdims=True), cost.shape[1], axis=1)
     if mode == "team":
-        return team.copy()
+        return team
     if mode == "local":
         return -cost
     return weight * -cost + (1.0 - weight) * team
