@@ -255,8 +255,8 @@ def _loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
             out += f"[{label}]"
             cur = cur[part] if isinstance(cur, list) and 0 <= part < len(cur) else None
         else:
-            if part in ("int", "LeadTimeDist", "float", "dict[str,float]", "function-after[_lt(), int]"):
-                continue
+            if part in ("int", "LeadTimeDist", "float", "str", "dict[str,float]") or "[" in part or "(" in part:
+                continue  # a union branch or validator name, not a field
             out += f".{part}" if out else str(part)
             cur = cur.get(part) if isinstance(cur, dict) else None
     return out or "(root)"
@@ -306,14 +306,20 @@ def _semantic_problems(s: Scenario) -> list[str]:
                 problems.append(f"{where}.initial_stock: must be a finite number >= 0, got {q}")
         if sum(init_map.values()) > n.capacity:
             problems.append(f"{where}.capacity: {n.capacity:g} is below the initial stock {sum(init_map.values()):g}")
-    # cycles among upstream sources
+    # cycles among upstream sources: one message per cycle, at its first member in file order
+    cycles: set[frozenset[str]] = set()
     for n in s.nodes:
         chain = [n.id]
         cur = n.source
         while cur != SUPPLIER and cur in idx:
             if cur in chain:
-                cyc = " -> ".join([*chain[chain.index(cur) :], cur])
-                problems.append(f"nodes[{idx[n.id]}:{n.id}].source: cycle of upstream sources ({cyc})")
+                members = chain[chain.index(cur) :]
+                if frozenset(members) not in cycles:
+                    cycles.add(frozenset(members))
+                    first = min(members, key=idx.__getitem__)
+                    k = members.index(first)
+                    cyc = " -> ".join([*members[k:], *members[:k], first])
+                    problems.append(f"nodes[{idx[first]}:{first}].source: cycle of upstream sources ({cyc})")
                 break
             chain.append(cur)
             cur = s.node(cur).source
@@ -348,6 +354,13 @@ def _semantic_problems(s: Scenario) -> list[str]:
         p = s.replay_path()
         if p is not None and not p.exists():
             problems.append(f"demand.replay: file not found: {p}")
+        elif not problems:  # read the table now so a bad file fails validation, not the first simulation
+            from invnet.envs.demand import load_replay_table
+
+            try:
+                load_replay_table(s)
+            except ScenarioError as e:
+                problems.extend(e.problems)
     for j, sh in enumerate(s.demand.shocks):
         for nid in sh.nodes:
             if nid not in idx:
@@ -387,14 +400,22 @@ def parse_scenario(data: dict[str, Any], source: str | None = None, base_dir: st
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        problems = []
+        found: list[tuple[str, str, str]] = []
         for err in e.errors():
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field"
             elif err["type"] == "missing":
                 msg = "required field is missing"
-            problems.append(f"{_loc(err['loc'], data)}: {msg}")
+            found.append((_loc(err["loc"], data), msg, err["type"]))
+        # a value that fails every branch of a union (int | distribution) reports each branch; when one
+        # branch has a real complaint, drop the bare "not an int/float/dict" of the others
+        specific = {loc for loc, _, kind in found if not kind.endswith(("_type", "_parsing"))}
+        problems = [
+            f"{loc}: {msg}"
+            for loc, msg, kind in found
+            if loc not in specific or not kind.endswith(("_type", "_parsing"))
+        ]
         raise ScenarioError(list(dict.fromkeys(problems)), source) from None
     problems = _semantic_problems(scenario)
     if problems:
