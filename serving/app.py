@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -44,6 +44,7 @@ from invnet.serving.service import (
     recommend,
 )
 from invnet.serving.settings import ServingSettings
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
@@ -84,6 +85,23 @@ def load_for_settings(settings: ServingSettings) -> LoadedPolicy:
     except (FileNotFoundError, OSError) as e:
         raise ValueError(f"scenario: cannot read {settings.scenario!r}: {e}") from None
     return load_policy(compile_network(sc), settings.policy)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The body parsed and validated in one pass by pydantic-core (about twice as fast as FastAPI's
+    ``json.loads`` + validation); errors become the usual 422 located under ``body``."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
 def _detail(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
@@ -128,7 +146,7 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         if not _key_ok(key):
             raise HTTPException(401, _detail(["header", API_KEY_HEADER], "missing or wrong API key", "auth")["detail"])
 
-    def loaded() -> LoadedPolicy:
+    async def loaded() -> LoadedPolicy:  # async: a sync dependency would cost a thread hop per request
         lp = server.loaded
         if lp is None:
             raise HTTPException(503, _detail([], "policy not loaded yet", "not_ready")["detail"])
@@ -233,16 +251,19 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         tags=["recommendations"],
         dependencies=v1,
         responses={413: {"description": "body too large"}, 503: {"description": "policy not loaded"}},
+        openapi_extra=_body_schema(RecommendationRequest),
     )
-    async def recommendations(body: RecommendationRequest, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+    async def recommendations(request: Request, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
         """Orders and transfers for one network state."""
+        body = await parse_body(request, RecommendationRequest)
         state, rate = build_state(lp, [body])
         result = recommend(lp, state, rate)[0]
         metrics.recommendations.inc()
         return JSONResponse(result)
 
-    async def batch(body: BatchRequest, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+    async def batch(request: Request, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
         """Orders and transfers for many states: one batched policy call per period t present."""
+        body = await parse_body(request, BatchRequest)
         n = len(body.states)
         if n > settings.max_batch:
             raise RequestError([(("body", "states"), f"at most {settings.max_batch} states per batch, got {n}")])
@@ -268,7 +289,24 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
             dependencies=v1,
             include_in_schema=in_schema,
             summary="Recommendations for many states",
+            openapi_extra=_body_schema(BatchRequest),
         )
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request bodies parsed by :func:`parse_body` (not seen by FastAPI)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            comps = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in (BatchRequest, RecommendationRequest):
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+                comps.update(js.pop("$defs", {}))
+                comps[model.__name__] = js
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # ---- middleware (last added = outermost) ----------------------------------------------
     if settings.cors_origins:

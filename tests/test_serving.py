@@ -331,7 +331,7 @@ BAD_BODIES = [
         ("body", "nodes", 5, "backlog"),
         "lost sales",
     ),
-    ("nodes not a list", lambda b: b.update(nodes={"dc0": 1}), ("body", "nodes"), "valid list"),
+    ("nodes not a list", lambda b: b.update(nodes={"dc0": 1}), ("body", "nodes"), "valid array"),
     ("missing on_hand", lambda b: b["nodes"][0].pop("on_hand"), ("body", "nodes", 0, "on_hand"), "required"),
     (
         "empty recent demand",
