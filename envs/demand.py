@@ -136,7 +136,7 @@ class DemandSampler:
                         stats.poisson.ppf(u[:, c], np.maximum(mu, 1e-12)),
                     )
                 else:
-                    x = np.maximum(stats.norm.ppf(u[:, c], mu, cv * mu), 0.0)
+                    x = np.maximum(stats.norm.ppf(u[:, c], mu, np.maximum(cv * mu, 1e-12)), 0.0)
                     x = np.round(x) if rnd else x
                 out[:, i, k] = np.where(mu > 0, x, 0.0)
                 c += 1

@@ -14,7 +14,7 @@ Event order (one ``step``)
     :mod:`invnet.envs.core`.
 
 Spaces
-    Observation per agent: ``Box(-1, inf, (obs_dim,), float32)``: own on-hand, backlog, inventory
+    Observation per agent: ``Box(-inf, inf, (obs_dim,), float32)``: own on-hand, backlog, inventory
     position, forecast, pipeline by arrival period and recent demand, all divided by the node's
     mean throughput; season sin/cos and time fraction; static node features (cost ratio, lead
     time, supplier-fed flag, capacity, one-hot id, outbound lane mask, lane lead times and costs);
@@ -92,9 +92,9 @@ class InventoryNetworkEnv(ParallelEnv):
         self._agent_set = set(self.possible_agents)
         self.agents: list[str] = []
         sp = self._env.spaces
-        self._obs_space = gymnasium.spaces.Box(-1.0, np.inf, (sp.obs_dim,), np.float32)
+        self._obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (sp.obs_dim,), np.float32)
         self._act_space = gymnasium.spaces.Box(-1.0, 1.0, (sp.action_dim,), np.float32)
-        self._state_space = gymnasium.spaces.Box(-1.0, np.inf, (sp.state_dim,), np.float32)
+        self._state_space = gymnasium.spaces.Box(-np.inf, np.inf, (sp.state_dim,), np.float32)
         self._last: StepOutput | None = None
 
     @property
@@ -190,7 +190,7 @@ class CentralizedInventoryEnv(gymnasium.Env):
         self._env = BatchedInventoryEnv(scenario, 1, **options)
         sp = self._env.spaces
         N = self._env.n_agents
-        self.observation_space = gymnasium.spaces.Box(-1.0, np.inf, (N * sp.obs_dim,), np.float32)
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (N * sp.obs_dim,), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (N * sp.action_dim,), np.float32)
 
     @property
