@@ -56,7 +56,11 @@ def tune_baselines(
 
     out: dict[str, Any] = {}
     for name in names:
-        r = tune(net, name, episodes=episodes, seed=seed)
+        try:
+            r = tune(net, name, episodes=episodes, seed=seed)
+        except ValueError as e:  # e.g. a transfer heuristic on a network without transfer lanes
+            log(f"  skipped {name}: {e}")
+            continue
         log(f"  tuned {name}: {r.total_cost:.2f} ± {r.total_cost_ci95:.2f} per period ({r.seconds:.1f} s)")
         out[f"{name} (tuned)"] = r
     return out
@@ -101,10 +105,10 @@ def run_quickstart(
     from invnet.cli import console
 
     log = log or (lambda s: console.print(s, highlight=False, soft_wrap=True))
+    sc = load_scenario(scenario)  # before creating ``out`` (a folder named like the scenario would shadow it)
+    net = compile_network(sc)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sc = load_scenario(scenario)
-    net = compile_network(sc)
     secs: dict[str, float] = {}
     t_all = time.perf_counter()
 
