@@ -39,6 +39,7 @@ class QuickstartResult:
     report_md: Path
     results: dict[str, Any]
     bundle: Path | None = None
+    model_uri: str | None = None
     run_id: str | None = None
     tracking_uri: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -193,13 +194,15 @@ def run_quickstart(
 
             mlflow.end_run()
     secs["total"] = time.perf_counter() - t_all
-    _print_next_steps(rep.html, uri, sc.name, scenario, bundle, log)
+    model_uri = getattr(trained, "model_uri", None) if bundle is not None else None
+    _print_next_steps(rep.html, uri, scenario, bundle, model_uri, log)
     return QuickstartResult(
         out=out,
         report_html=rep.html,
         report_md=rep.markdown,
         results=res,
         bundle=bundle,
+        model_uri=model_uri,
         run_id=run_id,
         tracking_uri=uri,
         seconds=secs,
@@ -223,7 +226,12 @@ def _start_mlflow(run_id: str | None) -> tuple[str | None, str]:
 
 
 def _print_next_steps(
-    html: Path, uri: str | None, name: str, scenario: str, bundle: Path | None, log: Callable[[str], None]
+    html: Path,
+    uri: str | None,
+    scenario: str,
+    bundle: Path | None,
+    model_uri: str | None,
+    log: Callable[[str], None],
 ) -> None:
     log("")
     log("[bold green]Done.[/] Next:")
@@ -235,6 +243,8 @@ def _print_next_steps(
         log(f"  serve the policy:    {cmd}")
         log(f"  evaluate it again:   invnet evaluate --scenario {shlex.quote(scenario)} "
             f"--policy {shlex.quote(str(bundle))} --policy order_up_to --episodes 100 --bound")  # fmt: skip
+    if model_uri is not None:
+        log(f"  MLflow model:        {model_uri} (also a --policy SPEC for evaluate and serve)")
     sys.stdout.flush()
 
 
