@@ -60,8 +60,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(scenario: str, policy: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(scenario: str, policy: str, port: int, workers: int, coalesce: bool) -> subprocess.Popen[bytes]:
     env = {**os.environ, "INVNET_API_KEY": API_KEY, "INVNET_LOG_LEVEL": "warning"}
+    env["INVNET_COALESCE"] = "true" if coalesce else "false"
     cmd = [str(Path(sys.executable).with_name("invnet")), "serve", "--scenario", scenario, "--policy", policy]
     cmd += ["--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -98,28 +99,69 @@ def summarize(name: str, lat: list[float], errors: int, seconds: float, per_requ
     }
 
 
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (one connection per worker).
+
+    httpx's pooled AsyncClient costs several ms of client CPU per request at concurrency 32 on this
+    machine and then measures itself rather than the server (``--client httpx`` shows it). Each
+    answer is still checked: status 200 and a complete JSON body.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await self.writer.drain()
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (x.partition(b":") for x in lines[1:]) if k.lower() == b"content-length")
+        return status, await self.reader.readexactly(length)
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def drive(
-    client: httpx.AsyncClient, path: str, body: bytes, concurrency: int, total: int, time_limit: float
+    url: str, kind: str, path: str, body: bytes, concurrency: int, total: int, time_limit: float
 ) -> tuple[list[float], int, float]:
     """``total`` POSTs of ``body`` from ``concurrency`` workers (stops early at ``time_limit`` s)."""
     lat: list[float] = []
     errors = 0
     left = total
     stop = time.perf_counter() + time_limit
-    headers = {"content-type": "application/json"}
+    host, port = url.removeprefix("http://").split(":")
 
     async def worker() -> None:
         nonlocal left, errors
-        while left > 0 and time.perf_counter() < stop:
-            left -= 1
-            t0 = time.perf_counter()
-            try:
-                r = await client.post(path, content=body, headers=headers)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            lat.append(time.perf_counter() - t0)
-            errors += not ok
+        if kind == "raw":
+            client: Any = RawClient(host, int(port))
+        else:
+            client = httpx.AsyncClient(base_url=url, timeout=30.0, limits=httpx.Limits(max_connections=1))
+        try:
+            while left > 0 and time.perf_counter() < stop:
+                left -= 1
+                t0 = time.perf_counter()
+                try:
+                    if kind == "raw":
+                        status, data = await client.post(path, body)
+                    else:
+                        r = await client.post(path, content=body, headers={"content-type": "application/json"})
+                        status, data = r.status_code, r.content
+                    ok = status == 200 and isinstance(json.loads(data), dict)
+                except (OSError, ValueError, asyncio.IncompleteReadError, httpx.HTTPError):
+                    ok = False
+                lat.append(time.perf_counter() - t0)
+                errors += not ok
+        finally:
+            await client.aclose()
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -132,14 +174,15 @@ async def run(args: argparse.Namespace, url: str, policy: str, alt_policy: str) 
         example = (await client.get("/v1/example-state")).json()
         one = json.dumps(example).encode()
         batch = json.dumps({"states": [example] * 64}).encode()
-        await drive(client, "/v1/recommendations", one, 8, 300, 30)  # warm-up (connections, caches)
+        kind = args.client
+        await drive(url, kind, "/v1/recommendations", one, 8, 300, 30)  # warm-up (connections, caches)
         results = []
         for conc in (1, 32):
-            lat, err, sec = await drive(client, "/v1/recommendations", one, conc, args.requests, args.time_limit)
+            lat, err, sec = await drive(url, kind, "/v1/recommendations", one, conc, args.requests, args.time_limit)
             results.append(summarize(f"single, concurrency {conc}", lat, err, sec))
         for conc in (1, 4):
             lat, err, sec = await drive(
-                client, "/v1/recommendations:batch", batch, conc, max(20, args.requests // 64), args.time_limit
+                url, kind, "/v1/recommendations:batch", batch, conc, max(20, args.requests // 64), args.time_limit
             )
             results.append(summarize(f"batch of 64, concurrency {conc}", lat, err, sec, per_request=64))
 
@@ -158,7 +201,7 @@ async def run(args: argparse.Namespace, url: str, policy: str, alt_policy: str) 
                 reload_err += r.status_code != 200
                 await asyncio.sleep(0.1)
 
-        load = drive(client, "/v1/recommendations", one, 32, args.requests, args.time_limit)
+        load = drive(url, kind, "/v1/recommendations", one, 32, args.requests, args.time_limit)
         (lat, err, sec), _ = await asyncio.gather(load, reloader())
         r = summarize(f"single, concurrency 32, {args.reloads} reloads", lat, err, sec)
         r["reload_errors"] = reload_err
@@ -180,6 +223,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000, help="requests per phase (bounded)")
     ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per phase at most")
     ap.add_argument("--reloads", type=int, default=6)
+    ap.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (see RawClient)")
+    ap.add_argument("--no-coalesce", action="store_true", help="serve with INVNET_COALESCE=false")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
@@ -191,7 +236,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     load_before = os.getloadavg()
-    proc = start_server(args.scenario, policy, port, args.workers)
+    proc = start_server(args.scenario, policy, port, args.workers, coalesce=not args.no_coalesce)
     try:
         wait_ready(url, proc)
         results = asyncio.run(run(args, url, policy, args.alt_policy))
@@ -209,7 +254,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "python": platform.python_version(),
-        "client": f"httpx {httpx.__version__} (async, same machine, separate process)",
+        "client": ("asyncio keep-alive" if args.client == "raw" else f"httpx {httpx.__version__} async")
+        + ", one connection per worker, separate process, same machine",
+        "coalesce": not args.no_coalesce,
     }
     print(f"invnet serve benchmark: {meta}")
     head = f"{'phase':44s} {'requests':>8s} {'errors':>6s} {'req/s':>8s} {'recs/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s}"

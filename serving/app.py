@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from invnet.serving.batching import Coalescer
 from invnet.serving.metrics import BodyLimitMiddleware, MetricsMiddleware, ServerMetrics
 from invnet.serving.schemas import (
     BatchRequest,
@@ -61,6 +62,7 @@ class ServerState:
     loaded: LoadedPolicy | None = None
     example: dict[str, Any] | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    coalescer: Coalescer = field(default_factory=Coalescer)
     unhandled: int = 0  # requests that reached the catch-all handler (tests assert it stays 0)
 
     def install(self, lp: LoadedPolicy) -> None:
@@ -257,7 +259,10 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         """Orders and transfers for one network state."""
         body = await parse_body(request, RecommendationRequest)
         state, rate = build_state(lp, [body])
-        result = recommend(lp, state, rate)[0]
+        if settings.coalesce:
+            result = await server.coalescer.submit(lp, state, rate)
+        else:
+            result = recommend(lp, state, rate)[0]
         metrics.recommendations.inc()
         return JSONResponse(result)
 

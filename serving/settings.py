@@ -37,6 +37,9 @@ class ServingSettings(BaseSettings):
     """Requests with a larger body are refused with 413 before they are parsed."""
     max_batch: int = Field(1024, ge=1, le=100_000)
     """Most states accepted by one batch request."""
+    coalesce: bool = True
+    """Answer single-state requests that arrive together with one batched policy call (same answers,
+    less work per request under concurrency)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed by CORS (comma-separated in ``INVNET_CORS_ORIGINS``); none by default (no CORS)."""
     log_level: str = "info"

@@ -643,3 +643,43 @@ def test_fuzzed_bodies_never_5xx(client: TestClient, example: dict[str, Any], da
     if r.status_code == 422:
         assert r.json()["detail"] and all("loc" in d and d["msg"] for d in r.json()["detail"])
     assert client.app.state.server.unhandled == 0
+
+
+# ---- coalescing -----------------------------------------------------------------------------------
+
+
+def test_coalescer_batches_concurrent_requests_and_matches_single_answers(example: dict[str, Any]) -> None:
+    import asyncio
+
+    from invnet.serving.batching import Coalescer
+    from invnet.serving.schemas import RecommendationRequest
+    from invnet.serving.service import build_state, recommend
+
+    net = _net()
+    lp_a, lp_b = load_policy(net, GreedyTransfers.name), load_policy(net, "base_stock")
+    bodies = []
+    for j in range(6):
+        b = copy.deepcopy(example)
+        b["nodes"][1 + j]["on_hand"] = 5.0 * j
+        b["t"] = 3 if j == 5 else example["t"]
+        bodies.append(RecommendationRequest.model_validate(b))
+    jobs = [(lp_a if j < 4 else lp_b, build_state(lp_a, [r])) for j, r in enumerate(bodies)]
+
+    async def go() -> tuple[list[dict[str, Any]], Coalescer]:
+        c = Coalescer(max_batch=3)
+        out = await asyncio.gather(*(c.submit(lp, state, rate) for lp, (state, rate) in jobs))
+        return list(out), c
+
+    got, co = asyncio.run(go())
+    # groups: policy A at t (4 states -> chunks of 3 + 1), policy B at t (1), policy B at t=3 (1)
+    assert co.calls == 4 and co.states == 6
+    for (lp, (state, rate)), g in zip(jobs, got, strict=True):
+        assert g == recommend(lp, state, rate)[0]
+
+
+def test_coalescing_on_and_off_give_the_same_answers(example: dict[str, Any]) -> None:
+    answers = []
+    for flag in (True, False):
+        with TestClient(create_app(_settings(coalesce=flag))) as c:
+            answers.append(c.post("/v1/recommendations", json=example).json())
+    assert answers[0] == answers[1]
