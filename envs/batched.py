@@ -20,12 +20,15 @@ from invnet.envs.spaces import AgentSpaces, team_rewards
 def sample_exogenous(net: Network, sampler: DemandSampler, seeds: list[int], reset_count: int) -> Exogenous:
     """Draw demand and lead times for one episode per seed (independent streams, CRN-safe)."""
     demand = np.stack([sampler.sample(episode_rng(s, reset_count, DEMAND_STREAM)) for s in seeds])
-    lead = np.stack(
-        [
-            sample_lead_times(net.lt_values, net.lt_cdf, net.periods, episode_rng(s, reset_count, LEAD_TIME_STREAM))
-            for s in seeds
-        ]
-    )
+    if np.all(net.lt_cdf[:, 0] >= 1.0):  # fixed lead times: the draw would pick the only value anyway
+        lead = np.broadcast_to(net.lt_values[:, 0], (len(seeds), net.periods, net.n_nodes)).copy()
+    else:
+        lead = np.stack(
+            [
+                sample_lead_times(net.lt_values, net.lt_cdf, net.periods, episode_rng(s, reset_count, LEAD_TIME_STREAM))
+                for s in seeds
+            ]
+        )
     return Exogenous(demand=demand, lead_time=lead)
 
 

@@ -177,6 +177,13 @@ class _Plan:
         self.any_unit = bool(E and net.lane_unit.any())
         self.sender_h = net.holding[net.lane_from] if E else np.zeros((0, net.n_skus))  # [E, K]
         self.node_idx = np.arange(self.N)[None, :]  # [1, N]
+        # fixed supplier lead times (every exogenous draw equals the only value): nodes grouped by lead
+        self.fixed_lt = bool(np.all(net.lt_cdf[:, 0] >= 1.0))
+        sup_lt = net.lt_values[:, 0]
+        self.sup_groups = [
+            (int(lead), np.flatnonzero(net.is_supplier_fed & (sup_lt == lead)))
+            for lead in np.unique(sup_lt[net.is_supplier_fed])
+        ]
         self._flat: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def scatter(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -190,6 +197,13 @@ class _Plan:
             flat = ((np.arange(B)[:, None, None] * self.N + idx[None, :, None]) * K + np.arange(K)).ravel()
             self._flat[key] = flat
         return np.bincount(flat, weights=x.ravel(), minlength=B * self.N * K).reshape(B, self.N, K)
+
+
+def _at_nodes(q: np.ndarray, nodes: np.ndarray, n: int) -> np.ndarray:
+    """[B, n, K] zeros with ``q`` [B, len(nodes), K] placed at ``nodes``."""
+    out = np.zeros((q.shape[0], n, q.shape[2]))
+    out[:, nodes] = q
+    return out
 
 
 def _plan(net: Network) -> _Plan:
@@ -310,7 +324,19 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
             if net.pipeline_holding:
                 h_lane = plan.sender_h if lanes is None else plan.sender_h[lanes]  # [E', K]
                 pipe_rate[..., lead - 1] += plan.scatter(flow * h_lane[None], to)
-    if plan.has_sup:  # supplier orders: lead time drawn per order (exogenous)
+    if plan.has_sup and plan.fixed_lt:  # supplier orders, fixed lead time per node
+        for lead, nodes in plan.sup_groups:
+            q = sup_order if nodes.size == N else sup_order[:, nodes]
+            if lead == 0:
+                on_hand = on_hand + q if nodes.size == N else on_hand + _at_nodes(q, nodes, N)
+                received = received + q if nodes.size == N else received + _at_nodes(q, nodes, N)
+            else:
+                slot = pipeline[..., lead - 1]  # [B, N, K] view
+                slot[:, nodes] += q
+                if net.pipeline_holding:
+                    rate = pipe_rate[..., lead - 1]
+                    rate[:, nodes] += q * net.supplier_holding
+    elif plan.has_sup:  # supplier orders: lead time drawn per order (exogenous)
         lt = exo.lead_time[:, t, :]  # [B, N]
         now = (lt == 0)[:, :, None]
         if now.any():

@@ -84,6 +84,19 @@ class DemandSampler:
                 cv = spec.cv if spec.cv is not None else (spec.sd / spec.mean if spec.mean > 0 else 0.0)
                 self.groups[spec.dist].append((i, k, cv, spec.round))
         self.cells = [(i, k) for g in self.groups.values() for (i, k, _, _) in g]
+        # per distribution: node and SKU indices, means [T, C], cv [C], rounding flags [C] (fixed per scenario)
+        self._plans = [
+            (
+                dist,
+                np.array([c[0] for c in cells]),
+                np.array([c[1] for c in cells]),
+                self.mean[:, [c[0] for c in cells], [c[1] for c in cells]],
+                np.array([c[2] for c in cells]),
+                np.array([c[3] for c in cells]),
+            )
+            for dist, cells in self.groups.items()
+            if cells
+        ]
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """One episode's demand ``[T, N, K]`` (non-negative)."""
@@ -95,20 +108,13 @@ class DemandSampler:
             return out
         if self.rho != 0.0:
             return self._sample_copula(rng, out)
-        for dist, cells in self.groups.items():
-            if not cells:
-                continue
-            ii = np.array([c[0] for c in cells])
-            kk = np.array([c[1] for c in cells])
-            mu = self.mean[:, ii, kk]  # [T, C]
-            cv = np.array([c[2] for c in cells])
+        for dist, ii, kk, mu, cv, rnd in self._plans:
             if dist == "poisson":
                 out[:, ii, kk] = rng.poisson(mu)
             elif dist == "negative_binomial":
                 out[:, ii, kk] = _nbinom(rng, mu, cv)
             else:
                 x = np.maximum(rng.normal(mu, cv * mu), 0.0)
-                rnd = np.array([c[3] for c in cells])
                 out[:, ii, kk] = np.where(rnd, np.round(x), x)
         return out
 
