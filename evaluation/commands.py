@@ -22,16 +22,35 @@ def policy_label(spec: str, taken: set[str]) -> str:
     return label
 
 
-def resolve_policies(specs: list[str], net: Any) -> dict[str, Any]:
+def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``SPEC=FILE`` options -> {SPEC: parameters} (files as written by ``invnet baselines tune --json``)."""
+    from invnet.cli import fail, load_params_file
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        spec, sep, path = item.rpartition("=")
+        if not sep or not spec or not path:
+            fail(f"--params: expected SPEC=FILE (e.g. base_stock=tuned.json), got {item!r}")
+        out[spec] = load_params_file(Path(path))
+    return out
+
+
+def resolve_policies(specs: list[str], net: Any, params: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """SPECs -> {label: Policy} through :func:`invnet.agents.registry.resolve_policy` (the only resolver)."""
     from invnet.agents.registry import resolve_policy
 
     from invnet.cli import fail
 
+    params = params or {}
+    unused = sorted(set(params) - set(specs))
+    if unused:
+        fail(f"--params: {', '.join(unused)} is not one of the --policy SPECs ({', '.join(specs)})")
     out: dict[str, Any] = {}
     for spec in specs:
         try:
-            pol = resolve_policy(spec, net)
+            pol = resolve_policy(spec, net, **params.get(spec, {}))
+        except TypeError as e:  # parameters the policy does not take
+            fail(f"--params {spec}: {e}")
         except (ValueError, FileNotFoundError, KeyError) as e:
             fail(f"--policy {spec}: {str(e).removeprefix('policy: ')}")
         except Exception as e:  # noqa: BLE001 - a broken bundle or MLflow URI: say which one
@@ -107,6 +126,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
         report: Path | None = typer.Option(None, "--report", help="Write the Markdown/HTML report and frames here."),
         bound: bool = typer.Option(False, "--bound", help="Also compute the hindsight (perfect-information) bound."),
+        params: list[str] | None = typer.Option(
+            None, "--params", help="SPEC=FILE: JSON parameters for a registered policy (e.g. from baselines tune)."
+        ),
     ) -> None:
         """Evaluate policies on common demand paths: KPIs with 95% CIs, paired differences, optional report."""
         from invnet.envs.network import compile_network
@@ -117,17 +139,18 @@ def register(app: typer.Typer) -> None:
 
         sc = load_scenario_or_exit(scenario)
         net = compile_network(sc)
-        pols = resolve_policies(policy, net)
+        pols = resolve_policies(policy, net, parse_params(params or []))
         if reference is not None and reference not in pols:
             fail(f"--reference: {reference!r} is not one of the evaluated policies ({', '.join(pols)})")
         frame = run_eval(net, pols, episodes, seed, level="period")
         b = compute_bound(net, episodes, seed).per_episode if bound else None
         res = stats.results(kpis.episode_kpis(frame), reference=reference, bound=b, node_kpis=kpis.node_kpis(frame))
         if report is not None:
-            from invnet.evaluation.report import write_report
+            from invnet.evaluation.report import save_scenario, write_report
 
-            cfg = {"scenario": str(scenario), "policies": policy, "episodes": episodes, "seed": seed}
+            cfg = {"scenario": str(scenario), "policies": policy, "params": params, "episodes": episodes, "seed": seed}
             rep = write_report(report, frame, reference=reference, bound=b, config=cfg)
+            save_scenario(report, scenario)
             res["report"] = str(rep.html)
         if as_json:
             emit_json(res)

@@ -101,7 +101,7 @@ def run_quickstart(
     from invnet.evaluation import kpis, stats
     from invnet.evaluation.commands import print_results
     from invnet.evaluation.frames import evaluate
-    from invnet.evaluation.report import write_report
+    from invnet.evaluation.report import save_scenario, write_report
 
     from invnet.cli import console
 
@@ -181,6 +181,7 @@ def run_quickstart(
             out / "report", frame, title=f"invnet quickstart: {sc.name}", reference=reference,
             bound=bound.per_episode, curve=curve, config=cfg,
         )  # fmt: skip
+        save_scenario(out / "report", scenario)
         if active:
             import mlflow
 

@@ -93,6 +93,13 @@ def export_frame(frame: pd.DataFrame, stem: str | Path) -> list[Path]:
     return [csv_path, pq_path]
 
 
+def save_scenario(out_dir: str | Path, scenario: str | Path) -> Path:
+    """Copy the scenario file (path or shipped name) to ``out_dir/scenario.yaml``: the exact config next to results."""
+    from invnet.envs.scenario import resolve_scenario_path
+
+    return atomic_write_text(Path(out_dir) / "scenario.yaml", resolve_scenario_path(scenario).read_text())
+
+
 def read_frame(path: str | Path) -> pd.DataFrame:
     """Read a frame written by :func:`export_frame` (CSV or Parquet by suffix)."""
     path = Path(path)

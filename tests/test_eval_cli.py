@@ -44,6 +44,7 @@ def test_evaluate_reference_and_report(tmp_path: Path) -> None:
     assert res["reference"] == "do_nothing"
     assert res["policies"]["order_up_to"]["vs_reference"]["total_cost"]["diff"] < 0
     assert Path(res["report"]).exists() and (tmp_path / "rep" / "report.md").exists()
+    assert "name: two_stores" in (tmp_path / "rep" / "scenario.yaml").read_text()  # the exact config next to results
 
 
 def test_evaluate_table_output() -> None:
@@ -152,3 +153,27 @@ def test_evaluate_with_bound() -> None:
     assert all(b <= p["total_cost"]["mean"] + 1e-6 for p in res["policies"].values())  # a lower bound on these paths
     assert res["policies"]["order_up_to"]["gap_closed"] == 0.0
     assert res["policies"]["do_nothing"]["gap_closed"] < 0  # worse than the reference
+
+
+def test_evaluate_params_file(tmp_path: Path) -> None:
+    from invnet.agents.registry import make_policy
+    from invnet.envs.network import compile_network
+    from invnet.envs.rollout import rollout
+    from invnet.envs.scenario import load_scenario
+
+    net = compile_network(load_scenario("two_stores"))
+    params = make_policy("base_stock", net).params()
+    params["levels"] = {n: [2 * v for v in lv] for n, lv in params["levels"].items()}
+    f = tmp_path / "tuned.json"
+    f.write_text(json.dumps({"policy": "base_stock", "params": params}))  # the `baselines tune --json` shape
+    r = runner.invoke(
+        app, ["evaluate", "-s", "two_stores", "-p", "base_stock", "--params", f"base_stock={f}", "-n", "3", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)["policies"]["base_stock"]["total_cost"]["mean"]
+    expected = rollout(net, make_policy("base_stock", net, **params), 3, 0).cost_per_period().mean()
+    assert got == pytest.approx(expected)
+    r = runner.invoke(app, ["evaluate", "-s", "two_stores", "-p", "order_up_to", "--params", f"base_stock={f}"])
+    assert r.exit_code == 2 and "--params: base_stock is not one of the --policy SPECs" in r.output
+    r = runner.invoke(app, ["evaluate", "-s", "two_stores", "-p", "base_stock", "--params", "base_stock"])
+    assert r.exit_code == 2 and "expected SPEC=FILE" in r.output
