@@ -208,7 +208,14 @@ def run_benchmark(
     from invnet.envs.scenario import load_scenario
     from invnet.evaluation import kpis, stats
     from invnet.evaluation.frames import evaluate
-    from invnet.evaluation.report import atomic_write_text, export_frame, fmt, markdown_table, write_report
+    from invnet.evaluation.report import (
+        atomic_write_text,
+        export_frame,
+        fmt,
+        markdown_table,
+        save_scenario,
+        write_report,
+    )
 
     log = log or (lambda s: None)
     out = Path(out_dir or suite.out)
@@ -262,6 +269,7 @@ def run_benchmark(
             config={"suite": suite.model_dump(), "scenario": sc.model_dump(mode="json"), "policies": meta},
             export_periods=False,
         )
+        save_scenario(out / sc.name, sc_name)
         for label, e in res["policies"].items():
             vs = e.get("vs_reference", {}).get("total_cost", {})
             rows.append(
@@ -346,6 +354,7 @@ def run_benchmark(
         ]
     )
     md_path = atomic_write_text(out / "results.md", md)
+    atomic_write_text(out / "suite.yaml", yaml.safe_dump(suite.model_dump(), sort_keys=False))
     return BenchmarkResult(table=table, csv=csv, markdown_path=md_path, markdown=md, folder=out)
 
 

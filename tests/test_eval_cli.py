@@ -102,6 +102,8 @@ def test_benchmark_table(tmp_path: Path) -> None:
     md = (tmp_path / "bench" / "results.md").read_text()
     assert "| two_stores | idle |" in md and "Machine:" in md
     assert (tmp_path / "bench" / "two_stores" / "report.html").stat().st_size > 0
+    assert (tmp_path / "bench" / "two_stores" / "scenario.yaml").exists()
+    assert load_suite(tmp_path / "bench" / "suite.yaml").scenarios == ["two_stores", "single_node"]  # re-runnable
 
 
 def test_benchmark_reference_label(tmp_path: Path) -> None:
