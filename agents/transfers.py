@@ -256,17 +256,62 @@ class MinCostTransfers(TransferBase):
     unit moves only when the shortage cost it avoids exceeds the transfer cost plus the shortage cost
     it creates at the sender. Constraints: sender on-hand (minus children's orders), lane capacity,
     receiver room. Fixed lane costs: after the LP a lane whose saving is below its fixed cost is dropped.
+    ``margin`` (>= 0, per unit) is added to every lane's unit cost: the saving a move must clear (tuned;
+    large values switch transfers off).
     (Min-cost-flow formulation: Paterson, Kiesmüller, Teunter & Glazebrook 2011, sec. 4.)
     """
 
     name = "mincost"
 
-    def __init__(self, net: Network, horizon: Any = None, segments: int = 8) -> None:
+    def __init__(self, net: Network, horizon: Any = None, margin: Any = None, segments: int = 8) -> None:
         super().__init__(net)
         self.horizon = _param(horizon, "horizon", 2.0, low=1.0)
+        self.margin = _param(margin, "margin", 0.0)
         if not isinstance(segments, int) or segments < 1:
             raise ValueError(f"transfer.segments: expected an integer >= 1, got {segments!r}")
         self.segments = segments
+
+    @cached_property
+    def _lp_templates(self) -> tuple[Any, Any]:
+        """One batch row's constraint matrices (equality: node balance; inequality: stock, room, lane cap)."""
+        from scipy import sparse
+
+        net = self.net
+        N, K, M = net.n_nodes, net.n_skus, self.segments
+        El = self.lat.size
+        frm, to = net.lane_from[self.lat], net.lane_to[self.lat]
+        # variables per row: x [El, K], r [N, K, M], g [N, K, M]
+        nx, nr = El * K, N * K * M
+        V = nx + 2 * nr
+        xi = np.arange(nx).reshape(El, K)
+        ri = nx + np.arange(nr).reshape(N, K, M)
+        gi = nx + nr + np.arange(nr).reshape(N, K, M)
+        # equality per (n, k): in - out - sum r + sum g = 0
+        eq_r, eq_c, eq_v = [], [], []
+        for j in range(El):
+            for k in range(K):
+                eq_r += [to[j] * K + k, frm[j] * K + k]
+                eq_c += [xi[j, k], xi[j, k]]
+                eq_v += [1.0, -1.0]
+        nn, kk, mm = np.meshgrid(np.arange(N), np.arange(K), np.arange(M), indexing="ij")
+        eq_r += list((nn * K + kk).ravel()) * 2
+        eq_c += list(ri[nn, kk, mm].ravel()) + list(gi[nn, kk, mm].ravel())
+        eq_v += [-1.0] * nr + [1.0] * nr
+        A1 = sparse.csr_matrix((eq_v, (eq_r, eq_c)), shape=(N * K, V))
+        # inequalities: out(n,k) <= avail; sum_k in(n) <= room; sum_k x_e <= cap (K > 1)
+        ub_r, ub_c, ub_v = [], [], []
+        for j in range(El):
+            for k in range(K):
+                ub_r += [frm[j] * K + k, N * K + to[j]]
+                ub_c += [xi[j, k], xi[j, k]]
+                ub_v += [1.0, 1.0]
+                if K > 1:
+                    ub_r.append(N * K + N + j)
+                    ub_c.append(xi[j, k])
+                    ub_v.append(1.0)
+        n_ub = N * K + N + (El if K > 1 else 0)
+        U1 = sparse.csr_matrix((ub_v, (ub_r, ub_c)), shape=(n_ub, V))
+        return A1, U1
 
     def _node_position(self, state: State, orders: np.ndarray, H: np.ndarray) -> np.ndarray:
         """[B, N, K] on-hand available now - backlog + arrivals in the next H-1 periods."""
@@ -302,46 +347,19 @@ class MinCostTransfers(TransferBase):
         avail = self.available(state, orders)  # [B, N, K]
         room = self.room(state, orders)  # [B, N]
         open_ = self.lane_open(state.t)
+        margin = np.broadcast_to(np.asarray(self.margin, dtype=float).reshape(-1), (B,))  # [B]
         unit = net.lane_unit[self.lat]
         cap = np.where(open_, net.lane_cap[self.lat], 0.0)
         # rows worth solving: some node gains more than the cheapest lane costs
-        worth = (gain[..., 0].max(axis=(1, 2)) > unit.min() + 1e-9) & (avail.sum(axis=(1, 2)) > 0)
+        worth = (gain[..., 0].max(axis=(1, 2)) > unit.min() + margin + 1e-9) & (avail.sum(axis=(1, 2)) > 0)
         rows = np.flatnonzero(worth)
         if rows.size == 0:
             return zero
         R = rows.size
         frm, to = net.lane_from[self.lat], net.lane_to[self.lat]
-        # variables per row: x [El, K], r [N, K, M], g [N, K, M]
         nx, nr = El * K, N * K * M
         V = nx + 2 * nr
-        xi = np.arange(nx).reshape(El, K)
-        ri = nx + np.arange(nr).reshape(N, K, M)
-        gi = nx + nr + np.arange(nr).reshape(N, K, M)
-        # equality per (n, k): in - out - sum r + sum g = 0
-        eq_r, eq_c, eq_v = [], [], []
-        for j in range(El):
-            for k in range(K):
-                eq_r += [to[j] * K + k, frm[j] * K + k]
-                eq_c += [xi[j, k], xi[j, k]]
-                eq_v += [1.0, -1.0]
-        nn, kk, mm = np.meshgrid(np.arange(N), np.arange(K), np.arange(M), indexing="ij")
-        eq_r += list((nn * K + kk).ravel()) * 2
-        eq_c += list(ri[nn, kk, mm].ravel()) + list(gi[nn, kk, mm].ravel())
-        eq_v += [-1.0] * nr + [1.0] * nr
-        A1 = sparse.csr_matrix((eq_v, (eq_r, eq_c)), shape=(N * K, V))
-        # inequalities: out(n,k) <= avail; sum_k in(n) <= room; sum_k x_e <= cap (K > 1)
-        ub_r, ub_c, ub_v = [], [], []
-        for j in range(El):
-            for k in range(K):
-                ub_r += [frm[j] * K + k, N * K + to[j]]
-                ub_c += [xi[j, k], xi[j, k]]
-                ub_v += [1.0, 1.0]
-                if K > 1:
-                    ub_r.append(N * K + N + j)
-                    ub_c.append(xi[j, k])
-                    ub_v.append(1.0)
-        n_ub = N * K + N + (El if K > 1 else 0)
-        U1 = sparse.csr_matrix((ub_v, (ub_r, ub_c)), shape=(n_ub, V))
+        A1, U1 = self._lp_templates
         eye = sparse.identity(R, format="csr")
         A_eq = sparse.kron(eye, A1, format="csr")
         A_ub = sparse.kron(eye, U1, format="csr")
@@ -352,7 +370,7 @@ class MinCostTransfers(TransferBase):
         b_ub = np.concatenate(b_ub_parts, axis=1).ravel()
         c = np.concatenate(
             [
-                np.broadcast_to(unit[:, None], (R, El, K)).reshape(R, nx),
+                (unit[None, :, None] + margin[rows, None, None] + np.zeros((R, El, K))).reshape(R, nx),
                 -gain[rows].reshape(R, nr),
                 loss[rows].reshape(R, nr),
             ],
@@ -385,14 +403,14 @@ class MinCostTransfers(TransferBase):
                 analytic.expected_shortage(ya[:, frm] - q, ma[:, frm], sa[:, frm])
                 - analytic.expected_shortage(ya[:, frm], ma[:, frm], sa[:, frm])
             )
-            saving = (recv - send - unit[None, :, None] * q).sum(axis=2)
+            saving = (recv - send - (unit[None, :, None] + margin[rows, None, None]) * q).sum(axis=2)
             x = np.where((saving > net.lane_fixed[self.lat][None])[:, :, None], x, 0.0)
         out = np.zeros((B, El, K))
         out[rows] = x
         return self.full(out)
 
     def params(self) -> dict[str, Any]:
-        return {"horizon": _scalar(self.horizon), "segments": self.segments}
+        return {"horizon": _scalar(self.horizon), "margin": _scalar(self.margin), "segments": self.segments}
 
 
 TRANSFERS: dict[str, type] = {

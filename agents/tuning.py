@@ -39,7 +39,7 @@ REPLENISHMENT_KEYS: dict[str, tuple[str, ...]] = {
 TRANSFER_KEYS: dict[str, tuple[tuple[str, float, float], ...]] = {
     "threshold": (("hold_back", 0.0, 1.0), ("trigger", 0.0, 1.0)),
     "tie": (("trigger", 0.0, 1.0),),
-    "mincost": (("horizon", 1.0, 1.0),),
+    "mincost": (("horizon", 1.0, 1.0), ("margin", 0.0, 1.0)),
 }
 MIN_TRANSFER_STEP = 0.25
 
@@ -153,6 +153,7 @@ def coordinate_search(
     keys: list[str],
     deadline: float,
     max_sweeps: int = 200,
+    min_step: float = 1.0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Integer (levels) / 0.25-grid (transfer parameters) coordinate search over ``keys``; returns (x, costs [E])."""
     _, tr = split_name(name)
@@ -166,12 +167,15 @@ def coordinate_search(
         else:
             steps = _level_step(x[k])
             for idx in np.ndindex(x[k].shape):
-                coords.append((k, idx, 0.0, float(steps[idx]), 1.0))
+                coords.append((k, idx, 0.0, max(float(steps[idx]), min_step), min_step))
     steps = np.array([c[3] for c in coords])
+    t_eval = time.perf_counter()
     best = ev.costs(name, [x])[0]
+    per_cand = time.perf_counter() - t_eval  # seconds per candidate, updated every sweep
     f0 = best.mean()
     for _ in range(max_sweeps):
-        if time.perf_counter() > deadline or not coords:
+        # stop when the next sweep (about 2 candidates per coordinate) would overrun the budget
+        if not coords or time.perf_counter() + 2 * len(coords) * per_cand > deadline:
             break
         cands, moves = [], []
         for j, (k, idx, lo, _, _) in enumerate(coords):
@@ -185,7 +189,9 @@ def coordinate_search(
                 moves.append((j, sgn))
         if not cands:
             break
+        t_eval = time.perf_counter()
         costs = ev.costs(name, cands)
+        per_cand = (time.perf_counter() - t_eval) / len(cands)
         means = costs.mean(axis=1)
         improving: dict[int, tuple[float, float]] = {}
         for (j, sgn), m in zip(moves, means, strict=True):
@@ -217,10 +223,13 @@ def tune(
     seed: int = 0,
     max_seconds: float = 50.0,
     start: dict[str, np.ndarray] | None = None,
+    min_step: float | None = None,
 ) -> TuneResult:
     """Tune a baseline by simulation with common random numbers; see the module docstring.
 
-    ``max_seconds`` bounds the search (the best point so far is returned when it runs out).
+    ``max_seconds`` bounds the search: a sweep that would overrun it is not started, and the best point so
+    far is returned (so the budget may leave a large network short of a local optimum). ``min_step``:
+    smallest level step; default 1 unit, 0.25 when some demand is continuous (normal, not rounded).
     """
     net = scenario if isinstance(scenario, Network) else compile_network(scenario)
     repl, tr = split_name(policy_name)
@@ -228,18 +237,20 @@ def tune(
     deadline = t0 + max_seconds
     ev = Evaluator(net, episodes, seed)
     x = start_point(net, policy_name) if start is None else {k: np.asarray(v, dtype=float) for k, v in start.items()}
+    if min_step is None:
+        min_step = 0.25 if _continuous_demand(net) else 1.0
     rkeys = list(REPLENISHMENT_KEYS[repl])
     if tr is None:
-        x, costs = coordinate_search(ev, policy_name, x, rkeys, deadline)
+        x, costs = coordinate_search(ev, policy_name, x, rkeys, deadline, min_step=min_step)
     else:
         # 1. replenishment alone (transfers cost LPs for mincost; levels first is much cheaper)
-        rx, _ = coordinate_search(ev, repl, {k: x[k] for k in rkeys}, rkeys, t0 + 0.6 * max_seconds)
+        rx, _ = coordinate_search(ev, repl, {k: x[k] for k in rkeys}, rkeys, t0 + 0.6 * max_seconds, min_step=min_step)
         x.update(rx)
         tkeys = [k for k, _, _ in TRANSFER_KEYS[tr]]
         # 2. transfer parameters with the levels fixed, 3. everything jointly while time remains
-        x, costs = coordinate_search(ev, policy_name, x, tkeys, deadline)
+        x, costs = coordinate_search(ev, policy_name, x, tkeys, deadline, min_step=min_step)
         if tr != "mincost" and time.perf_counter() < deadline:
-            x, costs = coordinate_search(ev, policy_name, x, rkeys + tkeys, deadline)
+            x, costs = coordinate_search(ev, policy_name, x, rkeys + tkeys, deadline, min_step=min_step)
     pol = make_policy(policy_name, net, **_plain(to_kwargs(policy_name, x)))
     m, ci = mean_ci95(costs)
     return TuneResult(
@@ -251,6 +262,17 @@ def tune(
         per_episode=costs,
         evaluations=ev.calls,
     )
+
+
+def _continuous_demand(net: Network) -> bool:
+    """True when some node's demand is an unrounded normal (levels need not be whole units)."""
+    s = net.scenario
+    for nid in net.node_ids:
+        for sku in net.skus:
+            spec = s.demand_spec(nid, sku)
+            if spec is not None and spec.dist == "normal" and not spec.round:
+                return True
+    return False
 
 
 def _plain(kw: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from invnet.agents.bound import hindsight_bound
 from invnet.agents.registry import make_policy
-from invnet.agents.tuning import tune
+from invnet.agents.tuning import start_point, tune
 from invnet.envs.network import Network, compile_network
 from invnet.envs.rollout import mean_ci95, rollout
 from invnet.envs.scenario import list_builtin_scenarios, load_scenario
@@ -59,6 +59,7 @@ def run(scenarios: list[str], episodes: int, seed: int, tune_episodes: int, tune
         E = max(8, episodes // 4) if large else episodes
         Et = max(8, tune_episodes // 4) if large else tune_episodes
         budget = max_seconds
+        tuned_levels: dict[str, Any] = {}
         for name in POLICIES:
             if not applicable(net, name):
                 continue
@@ -66,7 +67,13 @@ def run(scenarios: list[str], episodes: int, seed: int, tune_episodes: int, tune
                 Et_m, budget_m = max(4, Et // 2), budget / 2
             else:
                 Et_m, budget_m = Et, budget
-            res = tune(net, name, episodes=Et_m, seed=tune_seed, max_seconds=budget_m)
+            start = None
+            repl = name.partition("+")[0]
+            if "+" in name and repl in tuned_levels:  # combos start from the tuned replenishment levels
+                start = {**start_point(net, name), "levels": tuned_levels[repl]}
+            res = tune(net, name, episodes=Et_m, seed=tune_seed, max_seconds=budget_m, start=start)
+            if "levels" in res.params and "+" not in name:
+                tuned_levels[name] = np.array([res.params["levels"][n] for n in net.node_ids])
             t0 = time.perf_counter()
             cost = rollout(net, make_policy(name, net, **res.params), E, seed).cost_per_period()
             m, ci = mean_ci95(cost)

@@ -223,3 +223,14 @@ def test_cli_errors_are_clear() -> None:
     assert "cannot tune 'nope'" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["simulate", "-s", "two_stores", "-p", "base_stock", "--params", "/nonexistent.json"])
     assert r.exit_code == 2
+
+
+def test_snyder_shen_tuned_echelon_levels_reach_the_optimum() -> None:
+    """Tuning from the analytic echelon levels finds Snyder & Shen's optimal levels and cost (37.65 = 17.65 + 20)."""
+    net = compile_network(load_scenario("serial_3stage"))
+    res = tune(net, "echelon_base_stock", episodes=100, seed=0)
+    got = [res.params["levels"][s][0] for s in ("stage1", "stage2", "stage3")]
+    np.testing.assert_allclose(got, [6.49, 12.02, 22.71], atol=0.5)
+    traj = rollout(net, make_policy("echelon_base_stock", net, **res.params), 200, seed=10_000)
+    mean, ci = mean_ci95(traj.cost_per_period())
+    assert abs(mean - 37.65) <= ci + 0.05, (mean, ci)
