@@ -137,3 +137,28 @@ def test_results_dict(frame: pd.DataFrame) -> None:
     assert res["bound"]["vs_reference"]["total_cost"]["diff"] == pytest.approx(-10)
     assert out["gap_closed"] == 0.0 and res["policies"]["out_again"]["gap_closed"] == 0.0
     assert set(res["nodes"]["out"]) == set(frame["node"].cat.categories)
+
+
+def test_gmroi_and_multi_sku_end_to_end() -> None:
+    """Prices on one node give GMROI there (and network GMROI from it); SKUs are summed per node."""
+    import yaml
+    from invnet.envs.scenario import parse_scenario, resolve_scenario_path
+
+    data = yaml.safe_load(resolve_scenario_path("two_stores").read_text())
+    data["skus"] = ["a", "b"]
+    data["nodes"][0].update(price=5.0, unit_cost=2.0)
+    net = compile_network(parse_scenario(data))
+    f = evaluate(net, {"out": OrderUpTo(net)}, 2, seed=0, level="period")
+    traj = rollout(net, OrderUpTo(net), 2, seed=0)
+    w = net.warmup
+    np.testing.assert_allclose(
+        f.sort_values(["episode", "period", "node"])["sales"].to_numpy(),
+        traj["sales"][:, w:].sum(axis=3).reshape(-1),  # [E, T', N] summed over the 2 SKUs
+    )
+    nd = kpis.node_kpis(f).set_index(["episode", "node"])
+    g = f[(f["node"] == "store_a") & (f["episode"] == 0)]
+    expected = (g["sales"] * 3.0).sum() / (g["on_hand"] * 2.0).mean()
+    assert nd.loc[(0, "store_a"), "gmroi"] == pytest.approx(expected)
+    assert math.isnan(nd.loc[(0, "store_b"), "gmroi"])
+    ep = kpis.episode_kpis(f).set_index("episode")
+    assert ep.loc[0, "gmroi"] == pytest.approx(expected)
