@@ -226,17 +226,20 @@ def run_benchmark(
         net = compile_network(sc)
         pols: dict[str, Any] = {}
         meta: dict[str, dict[str, Any]] = {}
-        for entry in suite.policies:
+        for i, entry in enumerate(suite.policies):
             t0 = time.perf_counter()
-            if entry.tune:
-                log(f"[{sc.name}] tuning {entry.name} on {suite.tune_episodes} episodes ...")
-                pol, params, secs = _tune(net, entry, suite)
-            elif entry.params:
-                pol, params = make_policy(entry.name, net, **entry.params), dict(entry.params)
-                secs = time.perf_counter() - t0
-            else:
-                pol = resolve_policy(entry.name, net)
-                params, secs = _safe_params(pol), time.perf_counter() - t0
+            try:
+                if entry.tune:
+                    log(f"[{sc.name}] tuning {entry.name} on {suite.tune_episodes} episodes ...")
+                    pol, params, secs = _tune(net, entry, suite)
+                elif entry.params:
+                    pol, params = make_policy(entry.name, net, **entry.params), dict(entry.params)
+                    secs = time.perf_counter() - t0
+                else:
+                    pol = resolve_policy(entry.name, net)
+                    params, secs = _safe_params(pol), time.perf_counter() - t0
+            except (ValueError, TypeError, FileNotFoundError) as e:
+                raise SuiteError(f"policies[{i}] ({entry.display}) on scenario {sc.name}: {e}") from None
             pols[entry.display] = pol
             meta[entry.display] = {"params": params, "seconds": secs}
         curve: list[dict] = []

@@ -180,7 +180,10 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         if episodes is not None:
             s = s.model_copy(update={"episodes": episodes})
-        res = run_benchmark(s, out_dir=out, log=lambda m: console.print(m, markup=False, highlight=False))
+        try:
+            res = run_benchmark(s, out_dir=out, log=lambda m: console.print(m, markup=False, highlight=False))
+        except SuiteError as e:
+            fail(str(e))
         console.print(res.markdown, soft_wrap=True, markup=False, highlight=False)
         console.print(f"table: {res.csv}\nmarkdown: {res.markdown_path}\nreports: {res.folder}")
 

@@ -179,3 +179,12 @@ def test_evaluate_params_file(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--params: base_stock is not one of the --policy SPECs" in r.output
     r = runner.invoke(app, ["evaluate", "-s", "two_stores", "-p", "base_stock", "--params", "base_stock"])
     assert r.exit_code == 2 and "expected SPEC=FILE" in r.output
+
+
+def test_benchmark_policy_error_names_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    bad = {"name": "order_up_to", "label": "bad", "params": {"no_such_param": 1}}
+    path.write_text(yaml.safe_dump(_suite(tmp_path, scenarios=["single_node"], policies=["order_up_to", bad])))
+    r = runner.invoke(app, ["benchmark", "--suite", str(path)])
+    assert r.exit_code == 2, r.output
+    assert "policies[1] (bad) on scenario single_node:" in " ".join(r.output.split())
