@@ -103,7 +103,10 @@ async def parse_body(request: Request, model: type[M]) -> M:
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+        "security": [{"APIKeyHeader": []}],
+    }
 
 
 def _detail(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
@@ -128,6 +131,9 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         version="1",
         summary="Recommended orders and transfers for an inventory network, from any invnet policy.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry is off: /metrics (Prometheus) is this server's telemetry, and
+        # the spans would cost more than the policy call per request
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.server = server
 
@@ -136,9 +142,12 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         key = settings.api_key
         return key is not None and given is not None and secrets.compare_digest(given, key.get_secret_value())
 
-    async def user_key(key: str | None = Depends(_key_header)) -> None:
+    def check_user_key(key: str | None) -> None:
         if settings.require_api_key and not _key_ok(key):
             raise HTTPException(401, _detail(["header", API_KEY_HEADER], "missing or wrong API key", "auth")["detail"])
+
+    async def user_key(key: str | None = Depends(_key_header)) -> None:
+        check_user_key(key)
 
     async def admin_key(key: str | None = Depends(_key_header)) -> None:
         if settings.api_key is None:
@@ -153,6 +162,12 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         if lp is None:
             raise HTTPException(503, _detail([], "policy not loaded yet", "not_ready")["detail"])
         return lp
+
+    async def hot_route_checks(request: Request) -> LoadedPolicy:
+        """The recommendation routes' key check and policy lookup, inline: FastAPI's dependency
+        resolution costs more than the policy call on these routes."""
+        check_user_key(request.headers.get(API_KEY_HEADER))
+        return await loaded()
 
     # ---- error handlers ----------------------------------------------------------------------
     @app.exception_handler(RequestValidationError)
@@ -251,12 +266,12 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         "/v1/recommendations",
         response_model=RecommendationResponse,
         tags=["recommendations"],
-        dependencies=v1,
         responses={413: {"description": "body too large"}, 503: {"description": "policy not loaded"}},
         openapi_extra=_body_schema(RecommendationRequest),
     )
-    async def recommendations(request: Request, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+    async def recommendations(request: Request) -> JSONResponse:
         """Orders and transfers for one network state."""
+        lp = await hot_route_checks(request)
         body = await parse_body(request, RecommendationRequest)
         state, rate = build_state(lp, [body])
         if settings.coalesce:
@@ -266,8 +281,9 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         metrics.recommendations.inc()
         return JSONResponse(result)
 
-    async def batch(request: Request, lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
+    async def batch(request: Request) -> JSONResponse:
         """Orders and transfers for many states: one batched policy call per period t present."""
+        lp = await hot_route_checks(request)
         body = await parse_body(request, BatchRequest)
         n = len(body.states)
         if n > settings.max_batch:
@@ -291,7 +307,6 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
             methods=["POST"],
             response_model=BatchResponse,
             tags=["recommendations"],
-            dependencies=v1,
             include_in_schema=in_schema,
             summary="Recommendations for many states",
             openapi_extra=_body_schema(BatchRequest),
