@@ -27,10 +27,13 @@ class _Speed(ProgressColumn):
 class TrainProgress:
     """Context manager; ``update(steps_done, cost=..., ratio=...)``. Silent when ``enabled`` is False."""
 
-    def __init__(self, total: int, description: str, enabled: bool = True, console: Console | None = None) -> None:
+    def __init__(
+        self, total: int, description: str, enabled: bool = True, console: Console | None = None, start: int = 0
+    ) -> None:
         self.enabled = enabled
         self.total = total
         self.description = description
+        self.start = start
         self._progress: Progress | None = None
         self._task: Any = None
         self._console = console
@@ -50,16 +53,16 @@ class TrainProgress:
                 transient=False,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total, stats="")
+            self._task = self._progress.add_task(self.description, total=self.total, completed=self.start, stats="")
         return self
 
     def update(self, steps_done: int, cost: float | None = None, ratio: float | None = None) -> None:
         if self._progress is None:
             return
         stats = []
-        if cost is not None:
+        if cost is not None and cost == cost:
             stats.append(f"cost/period {cost:.2f}")
-        if ratio is not None:
+        if ratio is not None and ratio == ratio:
             stats.append(f"vs base-stock {ratio:.3f}")
         self._progress.update(self._task, completed=steps_done, stats="  ".join(stats))
 

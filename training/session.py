@@ -106,7 +106,12 @@ class Session:
             baseline_eval=base_eval,
             tracker=tracker,
             out=out,
-            progress=TrainProgress(cfg.total_steps, f"{cfg.algo} {net.scenario.name}", enabled=progress),
+            progress=TrainProgress(
+                cfg.total_steps,
+                f"{cfg.algo} {net.scenario.name}",
+                enabled=progress,
+                start=int(resume["iteration"]) * cfg.steps_per_iter if resume else 0,
+            ),
             callback=callback,
             algo=cfg.algo,
         )
