@@ -196,7 +196,7 @@ def run_quickstart(
             mlflow.end_run()
     secs["total"] = time.perf_counter() - t_all
     model_uri = getattr(trained, "model_uri", None) if bundle is not None else None
-    _print_next_steps(rep.html, uri, scenario, bundle, model_uri, log)
+    _print_next_steps(rep.html, uri, scenario, bundle, model_uri, log, secs["total"])
     return QuickstartResult(
         out=out,
         report_html=rep.html,
@@ -233,9 +233,10 @@ def _print_next_steps(
     bundle: Path | None,
     model_uri: str | None,
     log: Callable[[str], None],
+    seconds: float = 0.0,
 ) -> None:
     log("")
-    log("[bold green]Done.[/] Next:")
+    log(f"[bold green]Done[/] in {seconds:.0f} s. Next:")
     log(f"  open the report:     {html.resolve().as_uri()}")
     if uri is not None:
         log(f"  browse the runs:     mlflow ui --backend-store-uri {shlex.quote(uri)}  (then http://127.0.0.1:5000)")
