@@ -265,8 +265,8 @@ class MinCostTransfers(TransferBase):
 
     def __init__(self, net: Network, horizon: Any = None, margin: Any = None, segments: int = 8) -> None:
         super().__init__(net)
-        self.horizon = _param(horizon, "horizon", 2.0, low=1.0)
-        self.margin = _param(margin, "margin", 0.0)
+        self.horizon = _param(horizon, "horizon", 1.0, low=1.0)
+        self.margin = _param(margin, "margin", 1.0)
         if not isinstance(segments, int) or segments < 1:
             raise ValueError(f"transfer.segments: expected an integer >= 1, got {segments!r}")
         self.segments = segments

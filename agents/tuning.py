@@ -169,13 +169,13 @@ def coordinate_search(
             for idx in np.ndindex(x[k].shape):
                 coords.append((k, idx, 0.0, max(float(steps[idx]), min_step), min_step))
     steps = np.array([c[3] for c in coords])
-    t_eval = time.perf_counter()
     best = ev.costs(name, [x])[0]
-    per_cand = time.perf_counter() - t_eval  # seconds per candidate, updated every sweep
+    per_cand: float | None = None  # seconds per candidate in a batched sweep, measured by the last sweep
     f0 = best.mean()
     for _ in range(max_sweeps):
-        # stop when the next sweep (about 2 candidates per coordinate) would overrun the budget
-        if not coords or time.perf_counter() + 2 * len(coords) * per_cand > deadline:
+        # stop at the deadline, or when the next sweep (about 2 candidates per coordinate) would overrun it
+        now = time.perf_counter()
+        if not coords or now > deadline or (per_cand is not None and now + 2 * len(coords) * per_cand > deadline):
             break
         cands, moves = [], []
         for j, (k, idx, lo, _, _) in enumerate(coords):
