@@ -139,7 +139,7 @@ def initial_state(net: Network, batch_size: int, history: int = 4) -> State:
 
 def _ratio(room: np.ndarray, asked: np.ndarray) -> np.ndarray:
     """min(1, room / asked) with 1 where nothing is asked."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # discarded branches may overflow
         r = np.where(asked > room, room / np.where(asked > 0, asked, 1.0), 1.0)
     return np.clip(r, 0.0, 1.0)
 
@@ -185,12 +185,20 @@ class _Plan:
             for lead in np.unique(sup_lt[net.is_supplier_fed])
         ]
         self._flat: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._incidence: dict[int, np.ndarray] = {}
 
     def scatter(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Sum lane quantities ``x`` [B, E', K] into nodes [B, N, K]; ``idx`` [E'] is each lane's node."""
         B, E, K = x.shape
         if E == 0:
             return np.zeros((B, self.N, K))
+        if K == 1 and B * E <= 4096:  # small: one matmul with the incidence matrix (too small for BLAS threads)
+            m = self._incidence.get(id(idx))
+            if m is None:
+                m = np.zeros((E, self.N))
+                m[np.arange(E), idx] = 1.0
+                self._incidence[id(idx)] = m
+            return (x[:, :, 0] @ m)[:, :, None]
         key = (id(idx), E, B, K)
         flat = self._flat.get(key)
         if flat is None:
@@ -356,7 +364,7 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
         sales = np.minimum(on_hand, due)
         backlog = due - sales
         served_now = np.maximum(sales - state.backlog, 0.0)
-        lost = np.zeros_like(d)
+        lost = np.zeros(d.shape)
     else:
         sales = np.minimum(on_hand, d)
         lost = d - sales
@@ -378,7 +386,7 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
     order_cost = net.order_unit * order_qty
     if net.order_fixed:
         order_cost = order_cost + net.order_fixed * (order_qty > 1e-9)
-    if E:
+    if E and (plan.any_unit or plan.any_fixed):
         lt_q = lane_tr.sum(axis=2, keepdims=True)  # [B, E, 1]
         if plan.any_unit:
             transfer_cost = plan.scatter(lt_q * plan.lane_unit[None, :, None], net.lane_from)[:, :, 0]
