@@ -185,20 +185,12 @@ class _Plan:
             for lead in np.unique(sup_lt[net.is_supplier_fed])
         ]
         self._flat: dict[tuple[int, int, int, int], np.ndarray] = {}
-        self._incidence: dict[int, np.ndarray] = {}
 
     def scatter(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Sum lane quantities ``x`` [B, E', K] into nodes [B, N, K]; ``idx`` [E'] is each lane's node."""
         B, E, K = x.shape
         if E == 0:
             return np.zeros((B, self.N, K))
-        if K == 1 and B * E <= 4096:  # small: one matmul with the incidence matrix (too small for BLAS threads)
-            m = self._incidence.get(id(idx))
-            if m is None:
-                m = np.zeros((E, self.N))
-                m[np.arange(E), idx] = 1.0
-                self._incidence[id(idx)] = m
-            return (x[:, :, 0] @ m)[:, :, None]
         key = (id(idx), E, B, K)
         flat = self._flat.get(key)
         if flat is None:
