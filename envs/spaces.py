@@ -172,6 +172,10 @@ class AgentSpaces:
             feats += [mask, lane_lt, lane_c]
         return np.concatenate(feats, axis=1)
 
+    @cached_property
+    def _node_features32(self) -> np.ndarray:
+        return self.node_features.astype(np.float32)
+
     @property
     def own_dim(self) -> int:
         net = self.net
@@ -243,13 +247,25 @@ class AgentSpaces:
         """[B, N, obs_dim] float32 per-agent observations (layout: own, time, node features, visibility)."""
         net = self.net
         B, N = state.batch_size, net.n_nodes
-        own = self._own(state) if own is None else own
         out = np.empty((B, N, self.obs_dim), dtype=np.float32)
         o = self.own_dim
         f = self.node_features.shape[1]
-        out[:, :, :o] = own
+        if own is None:  # the own block of _own(), multiplied straight into the float32 buffer
+            K, p = net.n_skus, self._obs_plan
+            inv = p["inv"]
+            t = min(state.t, net.periods - 1)
+            ip = state.on_hand + state.pipeline.sum(axis=3) - state.backlog
+            lanes = ((state.on_hand, 0), (state.backlog, K), (ip, 2 * K))
+            for x, at in lanes:
+                np.multiply(x, inv, out=out[:, :, at : at + K], casting="unsafe")
+            out[:, :, 3 * K : 4 * K] = p["forecast"][t]
+            P = state.pipeline.shape[3]
+            np.multiply(state.pipeline.reshape(B, N, -1), inv, out=out[:, :, 4 * K : 4 * K + K * P], casting="unsafe")
+            np.multiply(state.demand_hist.reshape(B, N, -1), inv, out=out[:, :, 4 * K + K * P : o], casting="unsafe")
+        else:
+            out[:, :, :o] = own
         out[:, :, o : o + 3] = self._time(state)
-        out[:, :, o + 3 : o + 3 + f] = self.node_features
+        out[:, :, o + 3 : o + 3 + f] = self._node_features32
         v = o + 3 + f
         if self.visibility == "own":
             return out
@@ -258,9 +274,9 @@ class AgentSpaces:
         if self.visibility == "neighbours":
             M = net.max_out_lanes
             recv = stock[:, p["to"]]  # [B, N, M]
-            out[:, :, v : v + M] = recv * p["recv_onhand"]
-            out[:, :, v + M : v + 2 * M] = recv * p["recv_dos"]
-            out[:, :, v + 2 * M] = stock[:, p["src"]] * p["src_dos"]
+            np.multiply(recv, p["recv_onhand"], out=out[:, :, v : v + M], casting="unsafe")
+            np.multiply(recv, p["recv_dos"], out=out[:, :, v + M : v + 2 * M], casting="unsafe")
+            np.multiply(stock[:, p["src"]], p["src_dos"], out=out[:, :, v + 2 * M], casting="unsafe")
         else:  # all: every node's days of supply
             out[:, :, v:] = (stock * p["inv"][:, :, 0])[:, None, :]
         return out
