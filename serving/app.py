@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from invnet.serving.batching import Coalescer
 from invnet.serving.metrics import BodyLimitMiddleware, MetricsMiddleware, ServerMetrics
 from invnet.serving.schemas import (
     BatchRequest,
     BatchResponse,
+    ErrorResponse,
     PolicyInfo,
     RecommendationRequest,
     RecommendationResponse,
@@ -101,12 +102,40 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+def _body_schema(model: type[BaseModel], secured: bool) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
-        "security": [{"APIKeyHeader": []}],
+    extra: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+    if secured:
+        extra["security"] = [{"APIKeyHeader": []}]
+    return extra
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    text = {
+        400: "malformed request",
+        401: "missing or wrong API key",
+        403: "admin routes disabled (no api_key configured)",
+        413: "body larger than max_body_bytes",
+        422: "invalid request: each item names the field",
+        503: "policy not loaded yet",
     }
+    return {c: {"model": ErrorResponse, "description": text[c]} for c in codes}
+
+
+def _narrow_to_network(comps: dict[str, Any], lp: LoadedPolicy) -> None:
+    """Make the request schemas specific to the served network: node and SKU names, pipeline length,
+    horizon (an integrator's client generator then knows them). Cross-entry rules (every node once)
+    are checked by the server only."""
+    net = lp.net
+    props = comps["NodeSkuState"]["properties"]
+    props["node"]["enum"] = list(net.node_ids)
+    props["sku"]["anyOf"][0]["enum"] = list(net.skus)
+    pipe = props["in_transit"]["anyOf"][0]
+    pipe["minItems"] = pipe["maxItems"] = net.pipeline_len
+    if not net.backorder:
+        props["backlog"]["maximum"] = 0
+    comps["RecommendationRequest"]["properties"]["t"]["maximum"] = net.periods - 1
 
 
 def _detail(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
@@ -204,22 +233,33 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: 200 once a policy is loaded, else 503")
+    @app.get(
+        "/readyz", tags=["ops"], summary="Readiness: 200 once a policy is loaded, else 503", responses=_errors(503)
+    )
     async def readyz() -> JSONResponse:
         lp = server.loaded
         if lp is None:
             return JSONResponse(_detail([], "policy not loaded yet", "not_ready"), status_code=503)
         return JSONResponse({"status": "ready", "policy": lp.name, "version": lp.version})
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    v1 = [Depends(user_key)]
+    # the key check (and its OpenAPI security entry) only where keys are required
+    v1 = [Depends(user_key)] if settings.require_api_key else []
+    v1_errors = _errors(401, 503) if settings.require_api_key else _errors(503)
+    hot_errors = _errors(401, 413, 422, 503) if settings.require_api_key else _errors(413, 422, 503)
 
-    @app.get("/v1/policies", response_model=PolicyInfo, tags=["policies"], dependencies=v1)
+    @app.get("/v1/policies", response_model=PolicyInfo, tags=["policies"], dependencies=v1, responses=v1_errors)
     async def policies(lp: LoadedPolicy = Depends(loaded)) -> PolicyInfo:
         """The loaded policy: name, version, SPEC, parameters, bundle metadata and the network it serves."""
         return PolicyInfo(
@@ -240,10 +280,12 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         response_model=PolicyInfo,
         tags=["policies"],
         dependencies=[Depends(admin_key)],
-        responses={401: {"description": "missing or wrong API key"}, 403: {"description": "no api_key configured"}},
+        responses=_errors(401, 403, 413, 422, 503),
+        openapi_extra=_body_schema(ReloadRequest, True),
     )
-    async def reload(body: ReloadRequest, lp: LoadedPolicy = Depends(loaded)) -> PolicyInfo:
+    async def reload(request: Request, lp: LoadedPolicy = Depends(loaded)) -> PolicyInfo:
         """Load another policy SPEC for the same network; requests in flight finish on the old one."""
+        body = await parse_body(request, ReloadRequest)
         async with server.reload_lock:
             try:
                 new = await run_in_threadpool(load_policy, lp.net, body.policy, body.params)
@@ -257,7 +299,13 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
             metrics.reloads.labels("ok").inc()
         return await policies(server.loaded)  # type: ignore[arg-type]
 
-    @app.get("/v1/example-state", response_model=RecommendationRequest, tags=["recommendations"], dependencies=v1)
+    @app.get(
+        "/v1/example-state",
+        response_model=RecommendationRequest,
+        tags=["recommendations"],
+        dependencies=v1,
+        responses=v1_errors,
+    )
     async def example(lp: LoadedPolicy = Depends(loaded)) -> JSONResponse:
         """A valid state of the loaded network (the reference policy run a few periods)."""
         return JSONResponse(server.example)
@@ -266,8 +314,8 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         "/v1/recommendations",
         response_model=RecommendationResponse,
         tags=["recommendations"],
-        responses={413: {"description": "body too large"}, 503: {"description": "policy not loaded"}},
-        openapi_extra=_body_schema(RecommendationRequest),
+        responses=hot_errors,
+        openapi_extra=_body_schema(RecommendationRequest, settings.require_api_key),
     )
     async def recommendations(request: Request) -> JSONResponse:
         """Orders and transfers for one network state."""
@@ -308,8 +356,9 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
             response_model=BatchResponse,
             tags=["recommendations"],
             include_in_schema=in_schema,
+            responses=hot_errors,
             summary="Recommendations for many states",
-            openapi_extra=_body_schema(BatchRequest),
+            openapi_extra=_body_schema(BatchRequest, settings.require_api_key),
         )
 
     def openapi() -> dict[str, Any]:
@@ -319,10 +368,14 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
 
             spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             comps = spec.setdefault("components", {}).setdefault("schemas", {})
-            for model in (BatchRequest, RecommendationRequest):
+            for model in (BatchRequest, RecommendationRequest, ReloadRequest):
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
                 comps.update(js.pop("$defs", {}))
                 comps[model.__name__] = js
+            lp = server.loaded
+            if lp is None:
+                return spec  # generic until the policy is loaded; not cached
+            _narrow_to_network(comps, lp)
             app.openapi_schema = spec
         return app.openapi_schema
 

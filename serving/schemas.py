@@ -129,3 +129,15 @@ class PolicyInfo(BaseModel):
     metadata: dict[str, Any] = Field(description="Bundle metadata and evaluation figures, when the bundle has them.")
     reference_policy: str
     network: dict[str, Any] = Field(description="Nodes, SKUs, lanes, pipeline length P and demand history H.")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where the problem is, e.g. ['body', 'nodes', 3, 'in_transit'].")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: one item per problem."""
+
+    detail: list[ErrorItem]
