@@ -437,10 +437,10 @@ def _configs_dir() -> Path:
 def resolve_scenario_path(path: str | Path) -> Path:
     """A path as given, or the name of a shipped scenario (``hub_spoke`` -> configs/scenarios/hub_spoke.yaml)."""
     p = Path(path)
-    if p.exists():
+    if p.is_file():
         return p
     for cand in (builtin_scenario_dir() / f"{path}.yaml", builtin_scenario_dir() / str(path)):
-        if cand.exists():
+        if cand.is_file():
             return cand
     names = ", ".join(sorted(q.stem for q in builtin_scenario_dir().glob("*.yaml")))
     raise ScenarioError([f"scenario: file not found: {path} (shipped scenarios: {names})"])
