@@ -256,10 +256,10 @@ async function recommend() {
     const resp = await fetch("/v1/recommendations", { method: "POST", headers: headers(true), body: JSON.stringify(state) });
     if (!resp.ok) { showError(await apiError(resp)); setStatus(""); $("results").hidden = true; return; }
     const res = await resp.json();
+    $("results").hidden = false; // visible first: the chart is drawn at the container's width
     renderTables(res);
     renderChart(state, res);
     $("result-meta").textContent = `· ${res.policy.name} (version ${res.policy.version}) · period ${res.t} · reference ${res.reference_policy}`;
-    $("results").hidden = false;
     setStatus(`done in ${Math.round(performance.now() - t0)} ms`);
   } catch (e) {
     showError(`request failed: ${e}`);
