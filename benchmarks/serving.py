@@ -182,7 +182,7 @@ async def run(args: argparse.Namespace, url: str, policy: str, alt_policy: str) 
             results.append(summarize(f"single, concurrency {conc}", lat, err, sec))
         for conc in (1, 4):
             lat, err, sec = await drive(
-                url, kind, "/v1/recommendations:batch", batch, conc, max(20, args.requests // 64), args.time_limit
+                url, kind, "/v1/recommendations:batch", batch, conc, max(20, args.requests // 32), args.time_limit
             )
             results.append(summarize(f"batch of 64, concurrency {conc}", lat, err, sec, per_request=64))
 

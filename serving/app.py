@@ -169,7 +169,10 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
     # ---- dependencies ------------------------------------------------------------------------
     def _key_ok(given: str | None) -> bool:
         key = settings.api_key
-        return key is not None and given is not None and secrets.compare_digest(given, key.get_secret_value())
+        if key is None or given is None:
+            return False
+        # bytes: compare_digest refuses non-ASCII str, and a header may carry any latin-1 byte
+        return secrets.compare_digest(given.encode("utf-8"), key.get_secret_value().encode("utf-8"))
 
     def check_user_key(key: str | None) -> None:
         if settings.require_api_key and not _key_ok(key):

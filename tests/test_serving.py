@@ -426,7 +426,7 @@ def test_api_key_required_when_configured() -> None:
             ("post", "/v1/policies/reload", {"policy": "base_stock"}),
         ]
         for method, path, body in calls:
-            for headers in ({}, {"X-API-Key": "wrong-key-123"}):
+            for headers in ({}, {"X-API-Key": "wrong-key-123"}, {"X-API-Key": b"\xe9\xe9-non-ascii-key"}):
                 r = (
                     getattr(c, method)(path, json=body, headers=headers)
                     if body
