@@ -62,6 +62,14 @@ def test_serve_fails_fast_with_clear_message(args: list[str], env: dict[str, str
     assert "Traceback" not in out
 
 
+def test_serve_unknown_mlflow_model_fails_fast(tmp_path: Path) -> None:
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    r = _run_cli(["--scenario", "network_10", "--policy", "models:/no-such-model/1"], env)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "cannot load MLflow model 'models:/no-such-model/1'" in text
+    assert "Traceback" not in r.output
+
+
 def test_serve_refuses_bundle_trained_for_another_network(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "hub_bundle", compile_network(load_scenario("hub_spoke")))
     r = _run_cli(["--scenario", "network_10", "--policy", str(bundle)])
