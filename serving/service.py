@@ -54,10 +54,8 @@ def _jsonable(x: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
+    if isinstance(x, np.ndarray | np.generic):
+        return _jsonable(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     if x is None or isinstance(x, bool | int | float | str):
