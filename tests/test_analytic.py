@@ -83,3 +83,16 @@ def test_internal_node_uses_throughput() -> None:
     assert sd[dc, 0] == pytest.approx(math.sqrt((sd[stores, 0] ** 2).sum()))
     assert fams[dc][0] == "negative_binomial"
     assert np.all(analytic.base_stock_levels(net)[dc] > mean[dc])
+
+
+def test_random_lead_time_raises_levels() -> None:
+    """launch_surge has lead times {2, 3, 4}: sigma_L > 0 adds mu^2 sigma_L^2 to the lead-time demand variance."""
+    sc = load_scenario("launch_surge")
+    fixed = load_scenario(
+        "launch_surge",
+        overrides={"nodes": [{**n.model_dump(by_alias=True, exclude_none=True), "lead_time": 3} for n in sc.nodes]},
+    )
+    lv = analytic.base_stock_levels(compile_network(sc))
+    lf = analytic.base_stock_levels(compile_network(fixed))
+    assert np.all(lv > lf)
+    assert np.all(analytic.lead_time_sd(compile_network(sc)) == pytest.approx(math.sqrt(0.5)))
