@@ -288,6 +288,7 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
     # (d) sender stock, per SKU, proportional rationing
     if E:
         asks_out = plan.scatter(lane_flow, net.lane_from)  # [B, N, K]
+        asks_before = asks_out if lane_flow is action.transfers else None
         over = asks_out > state.on_hand
         if over.any():
             f_node = np.where(over, state.on_hand / np.where(over, asks_out, 1.0), 1.0)  # [B, N, K] in [0, 1)
@@ -299,8 +300,12 @@ def step(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[St
             shipped_out = asks_out * f_node
         else:
             shipped_out = asks_out
-        tr_shipped_out = shipped_out if lane_order is None else plan.scatter(lane_tr, net.lane_from)
-        transfer_refused = plan.scatter(action.transfers, net.lane_from) - tr_shipped_out
+        if lane_order is not None:
+            transfer_refused = plan.scatter(action.transfers - lane_tr, net.lane_from)
+        elif asks_before is not None:  # no stage before rationing touched the transfers
+            transfer_refused = asks_before - shipped_out
+        else:
+            transfer_refused = plan.scatter(action.transfers, net.lane_from) - shipped_out
         order_shipped = sup_order if lane_order is None else sup_order + plan.scatter(lane_order, net.lane_to)
         refused = np.maximum(action.orders - order_shipped, 0.0) + np.maximum(transfer_refused, 0.0)
         on_hand = np.maximum(state.on_hand - shipped_out, 0.0)
