@@ -292,3 +292,54 @@ def test_serial_reference_snyder_shen_6_1() -> None:
     # the units on stage 2's shelf at the end of a period are what it ships next period (mean 5)
     w = net.warmup
     assert traj["lane_flow"][:, w:].mean(axis=(0, 1)) == pytest.approx([5.0, 5.0], abs=0.02)
+
+
+def _snyder_serial_sim(levels: tuple[float, float, float], episodes: int, periods: int, warmup: int, seed: int):
+    """Independent simulation of Snyder & Shen's serial model (sec. 6.2 timing): demand, then orders at
+    the end of the period arrive at the start of t+L, upstream backorders, in-transit held at the
+    upstream rate. Returns mean on-hand per stage [3] and mean stage-1 backlog (stage 1 first)."""
+    rng = np.random.default_rng(seed)
+    lead = (1, 1, 2)
+    on_hand = np.tile([7.0, 6.0, 11.0], (episodes, 1))
+    backlog = np.zeros(episodes)
+    owed = [None, np.zeros(episodes), np.zeros(episodes)]  # owed[j]: stage j+1's unfilled orders at stage j
+    pipe = [np.zeros((episodes, L)) for L in lead]  # pipe[i][:, k] arrives at the start of t+1+k
+    oh_sum, bl_sum = np.zeros(3), 0.0
+    for t in range(periods):
+        for i in range(3):
+            on_hand[:, i] += pipe[i][:, 0]
+            pipe[i] = np.concatenate([pipe[i][:, 1:], np.zeros((episodes, 1))], axis=1)
+        due = backlog + np.maximum(rng.normal(5.0, 1.0, episodes), 0.0)
+        sold = np.minimum(on_hand[:, 0], due)
+        on_hand[:, 0] -= sold
+        backlog = due - sold
+        ip = [on_hand[:, i] + pipe[i].sum(axis=1) + (owed[i + 1] if i < 2 else 0.0) for i in range(3)]
+        ip[0] = ip[0] - backlog
+        echelon = [ip[0], ip[0] + ip[1] - owed[1], ip[0] + ip[1] - owed[1] + ip[2] - owed[2]]
+        orders = [np.maximum(levels[i] - echelon[i], 0.0) for i in range(3)]
+        pipe[2][:, lead[2] - 1] += orders[2]
+        for i, up in ((1, 2), (0, 1)):
+            ask = owed[up] + orders[i]
+            ship = np.minimum(on_hand[:, up], ask)
+            on_hand[:, up] -= ship
+            owed[up] = ask - ship
+            pipe[i][:, lead[i] - 1] += ship
+        if t >= warmup:
+            oh_sum += on_hand.mean(axis=0)
+            bl_sum += backlog.mean()
+    n = periods - warmup
+    return oh_sum / n, bl_sum / n
+
+
+def test_serial_mapping_matches_an_independent_simulation_of_snyders_model() -> None:
+    """Stock per stage and backorders agree: invnet's stage-2 shelf = Snyder's stage 2 + in transit to 1."""
+    levels = {"stage1": 6.49, "stage2": 12.02, "stage3": 22.71}
+    snyder_oh, snyder_bl = _snyder_serial_sim((6.49, 12.02, 22.71), episodes=2000, periods=250, warmup=50, seed=7)
+    net = compile_network(load_scenario("serial_3stage"))
+    traj = rollout(net, _EchelonBaseStock(net, levels), episodes=1000, seed=123)
+    w = net.warmup
+    oh = {n: traj["on_hand"][:, w:, i].mean() for i, n in enumerate(net.node_ids)}
+    assert oh["stage1"] == pytest.approx(snyder_oh[0], abs=0.03)
+    assert oh["stage2"] - 5.0 == pytest.approx(snyder_oh[1], abs=0.03)  # minus Snyder's in transit to stage 1
+    assert oh["stage3"] == pytest.approx(snyder_oh[2], abs=0.03)
+    assert traj["backlog"][:, w:].sum(axis=(2, 3)).mean() == pytest.approx(snyder_bl, abs=0.01)
