@@ -151,3 +151,14 @@ def test_two_skus_shared_lane_capacity() -> None:
         traj = rollout(net, make_policy(name, net), 4, seed=0)
         assert np.all(b.per_episode <= traj.cost_per_period() + 1e-6), name
         assert np.all(traj["lane_flow"].sum(axis=3) <= 6 + 1e-9), name
+
+
+def test_pipeline_holding_hand_computed() -> None:
+    """Lead 2, in-transit holding 0.5 per unit-period, demand 8, initial 16: 8 orders x 8 units x 2 x 0.5
+    in transit + 8 units held at the end of period 0 -> (64 + 8) / 10. Base-stock S = 24 pays more
+    (it also orders in the last two periods): (12 + 9 x 8) / 10."""
+    costs = {"shortage_penalty": 4.0, "pipeline_holding": True, "supplier_holding_cost": 0.5}
+    net = compile_network(parse_scenario(one_node(node={"lead_time": 2, "initial_stock": 16}, costs=costs)))
+    assert hindsight_bound(net, 1, seed=0).total_cost == pytest.approx(7.2)
+    cost = rollout(net, make_policy("base_stock", net, levels=24), 1, seed=0).cost_per_period()
+    assert cost[0] == pytest.approx(8.4)
