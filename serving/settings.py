@@ -40,6 +40,9 @@ class ServingSettings(BaseSettings):
     coalesce: bool = True
     """Answer single-state requests that arrive together with one batched policy call (same answers,
     less work per request under concurrency)."""
+    gc_freeze: bool = True
+    """After loading, move start-up objects out of the garbage collector's generations (``gc.freeze``):
+    shorter collection pauses under load. Off in tests that build many apps in one process."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed by CORS (comma-separated in ``INVNET_CORS_ORIGINS``); none by default (no CORS)."""
     log_level: str = "info"

@@ -42,7 +42,7 @@ def server_url() -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    app = create_app(ServingSettings(scenario="hub_spoke", policy="base_stock+tie"))
+    app = create_app(ServingSettings(scenario="hub_spoke", policy="base_stock+tie", gc_freeze=False))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

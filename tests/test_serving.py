@@ -51,7 +51,7 @@ register_policy(GreedyTransfers.name, GreedyTransfers)
 
 
 def _settings(**kw: Any) -> ServingSettings:
-    base = {"scenario": "network_10", "policy": GreedyTransfers.name, "api_key": KEY}
+    base = {"scenario": "network_10", "policy": GreedyTransfers.name, "api_key": KEY, "gc_freeze": False}
     return ServingSettings(**{**base, **kw})
 
 

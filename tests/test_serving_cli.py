@@ -85,7 +85,7 @@ def test_bundle_is_served_with_metadata_and_own_act(tmp_path: Path) -> None:
 
     net = compile_network(load_scenario("hub_spoke"))
     bundle = make_bundle(tmp_path / "b", net)
-    with TestClient(create_app(ServingSettings(scenario="hub_spoke", policy=str(bundle)))) as c:
+    with TestClient(create_app(ServingSettings(scenario="hub_spoke", policy=str(bundle), gc_freeze=False))) as c:
         info = c.get("/v1/policies").json()
         assert info["trained_on"] == "hub_spoke" and info["metadata"]["evaluation"] == {"total_cost": 1.5}
         assert info["name"].startswith("learned")
