@@ -8,9 +8,7 @@ demand and the same lead-time draws, whatever they order.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from invnet.envs.scenario import Scenario, ScenarioError
-from scipy import stats
 
 DEMAND_STREAM, LEAD_TIME_STREAM = 0, 1
 
@@ -25,6 +23,8 @@ def load_replay_table(s: Scenario) -> np.ndarray:
     path = s.replay_path()
     assert path is not None
     try:
+        import pandas as pd  # lazy: keeps `invnet --help` and env construction light
+
         df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     except Exception as e:  # noqa: BLE001 - any reader error becomes a field error
         raise ScenarioError([f"demand.replay: cannot read {path}: {e}"]) from None
@@ -120,6 +120,8 @@ class DemandSampler:
 
     def _sample_copula(self, rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
         """Gaussian copula with equicorrelation ``rho`` across all demand cells (Nelsen 2006, ch. 2)."""
+        from scipy import stats
+
         C = len(self.cells)
         corr = np.full((C, C), self.rho) + (1.0 - self.rho) * np.eye(C)
         try:

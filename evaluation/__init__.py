@@ -4,6 +4,15 @@
 :mod:`.stats` and :mod:`.report` only read its frame.
 """
 
-from invnet.evaluation.frames import evaluate
+from typing import Any
 
 __all__ = ["evaluate"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `invnet --help` imports this package's commands without paying for pandas.
+    if name == "evaluate":
+        from invnet.evaluation.frames import evaluate
+
+        return evaluate
+    raise AttributeError(name)
