@@ -683,3 +683,31 @@ def test_coalescing_on_and_off_give_the_same_answers(example: dict[str, Any]) ->
         with TestClient(create_app(_settings(coalesce=flag))) as c:
             answers.append(c.post("/v1/recommendations", json=example).json())
     assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("scenario", ["single_node", "serial_3stage", "two_stores", "disrupted", "launch_surge"])
+def test_every_kind_of_network_is_served(scenario: str) -> None:
+    """Backorders (serial), disruptions, surges, a single node: the example state is answered, units conserved."""
+    net = _net(scenario)
+    with TestClient(create_app(_settings(scenario=scenario))) as c:
+        ex = c.get("/v1/example-state").json()
+        for t in (ex["t"], net.periods - 1):
+            r = c.post("/v1/recommendations", json={**ex, "t": t})
+            assert r.status_code == 200, r.text
+            _assert_conserving(net, r.json(), ex)
+        if net.backorder:
+            ex["nodes"][0]["backlog"] = 3.0
+            assert c.post("/v1/recommendations", json=ex).status_code == 200
+        assert c.app.state.server.unhandled == 0
+
+
+def test_disrupted_node_ships_nothing_and_says_so() -> None:
+    """During the dc's disruption (periods 20-22 of `disrupted`) the core refuses its order and its
+    shipments; the response reports what can ship (nothing) and warns, as the simulator would."""
+    with TestClient(create_app(_settings(scenario="disrupted", policy="base_stock"))) as c:
+        ex = c.get("/v1/example-state").json()
+        body = c.post("/v1/recommendations", json={**ex, "t": 21}).json()
+    dc = next(n for n in body["nodes"] if n["node"] == "dc")
+    assert dc["order"] > 0 and dc["order_shippable"] == 0
+    assert any(w.startswith("order dc/") for w in body["warnings"])
+    assert all(t["from"] != "dc" for t in body["transfers"])
