@@ -147,17 +147,19 @@ def test_mappo_resume_after_interrupt_is_identical_to_an_uninterrupted_run(tmp_p
     assert resumed.final["cost"] == full.final["cost"]
 
 
-def test_ippo_resume_continues_to_the_step_budget(tmp_path: Path) -> None:
+def test_ippo_resume_after_interrupt_is_identical_to_an_uninterrupted_run(tmp_path: Path) -> None:
     def interrupt(iteration: int, metrics: dict) -> None:
         if iteration == 1:
             raise KeyboardInterrupt
 
+    full = train(tiny(tmp_path, "full", algo="ippo", steps=4 * 64), progress=False)
     cut = train(tiny(tmp_path, "cut", algo="ippo", steps=4 * 64), progress=False, callback=interrupt)
-    assert cut.interrupted
+    assert cut.interrupted and load_checkpoint(tmp_path / "cut")["iteration"] == 1
     res = train(progress=False, resume=tmp_path / "cut")
     assert [c["iteration"] for c in res.curve] == [0, 1, 3]
     assert load_checkpoint(tmp_path / "cut")["iteration"] == 4
-    assert res.bundle_path is not None and (res.bundle_path / "weights.npz").exists()
+    np.testing.assert_equal(res.curve, full.curve)  # SB3 model, VecNormalize, env and RNG states restored
+    assert res.final["cost"] == full.final["cost"]
 
 
 # ---- config ------------------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
             return
         console.print(
-            f"[bold]{f['scenario']}[/]: learned {f['cost']:.3f} ± {f['cost_ci95']:.3f} per period vs tuned base-stock "
+            f"[bold]{f['scenario']}[/]: learned {f['cost']:.3f} ± {f['cost_ci95']:.3f} per period "
+            f"vs tuned {f['baseline']} "
             f"{f['baseline_cost']:.3f} ± {f['baseline_cost_ci95']:.3f} (ratio {f['baseline_ratio']:.3f}; "
             f"{f['episodes']} fresh episodes, seed {f['seed']}); fill rate {f['fill_rate']:.1%}"
         )

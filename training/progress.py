@@ -63,7 +63,7 @@ class TrainProgress:
         if cost is not None and cost == cost:
             stats.append(f"cost/period {cost:.2f}")
         if ratio is not None and ratio == ratio:
-            stats.append(f"vs base-stock {ratio:.3f}")
+            stats.append(f"vs baseline {ratio:.3f}")
         self._progress.update(self._task, completed=steps_done, stats="  ".join(stats))
 
     def log(self, message: str) -> None:

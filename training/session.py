@@ -240,6 +240,7 @@ class Session:
             "cost": lm["cost"],
             "cost_ci95": lm["cost_ci95"],
             "fill_rate": lm["fill_rate"],
+            "baseline": self.baseline.name,
             "baseline_cost": bm["cost"],
             "baseline_cost_ci95": bm["cost_ci95"],
             "baseline_ratio": lm["cost"] / bm["cost"] if bm["cost"] > 0 else float("nan"),
@@ -254,7 +255,9 @@ class Session:
         atomic_write_bytes(self.out / "final_eval.csv", table.to_csv(index=False).encode())
         atomic_write_bytes(self.out / "curve.json", json.dumps(self.curve, indent=1).encode())
         atomic_write_bytes(self.out / "final.json", json.dumps(final, indent=1).encode())
-        plot_curve(self.curve, self.out / "learning_curve.png", f"{cfg.algo} on {net.scenario.name}")
+        plot_curve(
+            self.curve, self.out / "learning_curve.png", f"{cfg.algo} on {net.scenario.name}", self.baseline.name
+        )
         model_uri = None
         if self.tracker.enabled:
             self.tracker.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, float)}, step=0)
@@ -265,8 +268,8 @@ class Session:
         return final_dir, final, model_uri
 
 
-def plot_curve(curve: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Evaluation cost per period (95% CI band) vs steps, with the base-stock baseline (matplotlib Agg)."""
+def plot_curve(curve: list[dict[str, Any]], path: Path, title: str, baseline: str = "base_stock") -> None:
+    """Evaluation cost per period (95% CI band over episodes) vs steps, with the tuned baseline (matplotlib Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,7 +284,7 @@ def plot_curve(curve: list[dict[str, Any]], path: Path, title: str) -> None:
         ci = np.array([c["eval_cost_ci95"] for c in curve])
         ax.plot(x, y, marker="o", label="learned (eval paths)")
         ax.fill_between(x, y - ci, y + ci, alpha=0.2)
-        ax.axhline(curve[0]["baseline_cost"], color="k", ls="--", label="tuned base-stock")
+        ax.axhline(curve[0]["baseline_cost"], color="k", ls="--", label=f"tuned baseline ({baseline})")
         tr = [(c["steps"], c["train_episode_cost"]) for c in curve if "train_episode_cost" in c]
         if tr:
             ax.plot(*zip(*tr, strict=True), alpha=0.5, label="training episodes")
