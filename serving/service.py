@@ -144,7 +144,12 @@ def load_policy(net: Network, spec: str, params: dict[str, Any] | None = None) -
     """
     from invnet.agents.registry import resolve_policy
 
-    policy = resolve_policy(spec, net, **(params or {}))
+    return wrap_policy(resolve_policy(spec, net, **(params or {})), spec)
+
+
+def wrap_policy(policy: Policy, spec: str) -> LoadedPolicy:
+    """A policy object (already built for its network) ready to serve; ``spec`` is how it was named."""
+    net = policy.net
     meta = bundle_metadata(policy)
     own = net.mean_demand.mean(axis=0)  # [N, K]
     return LoadedPolicy(

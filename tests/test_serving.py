@@ -10,16 +10,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from invnet.agents.registry import make_policy, register_policy
+from invnet.agents.registry import make_policy
 from invnet.agents.simple import OrderUpTo
 from invnet.envs.core import Action, State
 from invnet.envs.network import Network, compile_network
 from invnet.envs.scenario import load_scenario, parse_scenario
 from invnet.serving.app import create_app
-from invnet.serving.service import load_policy
+from invnet.serving.service import LoadedPolicy, load_policy, wrap_policy
 from invnet.serving.settings import ServingSettings, load_settings, settings_error_message
 from pydantic import ValidationError
 
@@ -47,17 +48,27 @@ class GreedyTransfers:
         return {"factor": self.factor}
 
 
-register_policy(GreedyTransfers.name, GreedyTransfers)
-
-
 def _settings(**kw: Any) -> ServingSettings:
     base = {"scenario": "network_10", "policy": GreedyTransfers.name, "api_key": KEY, "gc_freeze": False}
     return ServingSettings(**{**base, **kw})
 
 
+def _greedy(net: Network) -> LoadedPolicy:
+    """The stand-in served without registering it (the registry is shared by the whole test session)."""
+    return wrap_policy(GreedyTransfers(net), GreedyTransfers.name)
+
+
+def _app(**kw: Any) -> FastAPI:
+    """An app for ``_settings(**kw)``; the default policy is the greedy stand-in, preloaded."""
+    s = _settings(**kw)
+    if s.policy != GreedyTransfers.name:
+        return create_app(s)
+    return create_app(s, preloaded=_greedy(_net(s.scenario)))
+
+
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    with TestClient(create_app(_settings())) as c:
+    with TestClient(_app()) as c:
         yield c
 
 
@@ -159,7 +170,7 @@ def test_recommendations_equal_policy_act(client: TestClient, example: dict[str,
 def test_policy_without_rationing_returns_its_transfers_unchanged(example: dict[str, Any]) -> None:
     """A real transfer baseline (base_stock+tie) on a state where all asks are feasible: response == act."""
     net = _net("hub_spoke")
-    with TestClient(create_app(_settings(scenario="hub_spoke", policy="base_stock+tie"))) as c:
+    with TestClient(_app(scenario="hub_spoke", policy="base_stock+tie")) as c:
         ex = c.get("/v1/example-state").json()
         # make stores unbalanced so TIE moves stock
         for e in ex["nodes"]:
@@ -270,8 +281,8 @@ def test_multi_sku_network() -> None:
         "demand": {"a": {"red": {"mean": 3}, "blue": {"mean": 5}}, "b": {"red": {"mean": 4}, "blue": {"mean": 1}}},
     }
     net = compile_network(parse_scenario(data))
-    lp = load_policy(net, GreedyTransfers.name)
-    with TestClient(create_app(_settings(scenario="unused"), preloaded=lp)) as c:
+    lp = _greedy(net)
+    with TestClient(create_app(_settings(scenario="unused"), preloaded=lp)) as c:  # preloaded: any network
         ex = c.get("/v1/example-state").json()
         assert len(ex["nodes"]) == 4 and len(ex["nodes"][0]["in_transit"]) == 2
         body = c.post("/v1/recommendations", json=ex).json()
@@ -379,7 +390,7 @@ def test_malformed_bodies_are_422(client: TestClient, raw: bytes) -> None:
 
 
 def test_batch_limits_and_empty_batch() -> None:
-    with TestClient(create_app(_settings(max_batch=2))) as c:
+    with TestClient(_app(max_batch=2)) as c:
         ex = c.get("/v1/example-state").json()
         r = c.post("/v1/recommendations:batch", json={"states": [ex] * 3})
         assert r.status_code == 422 and "at most 2 states" in r.json()["detail"][0]["msg"]
@@ -391,7 +402,7 @@ def test_batch_limits_and_empty_batch() -> None:
 
 
 def test_oversized_bodies_are_413() -> None:
-    with TestClient(create_app(_settings(max_body_bytes=4096))) as c:
+    with TestClient(_app(max_body_bytes=4096)) as c:
         ex = c.get("/v1/example-state").json()
         big = json.dumps({"states": [ex] * 20}).encode()
         assert len(big) > 4096
@@ -414,7 +425,7 @@ def test_oversized_bodies_are_413() -> None:
 
 
 def test_api_key_required_when_configured() -> None:
-    with TestClient(create_app(_settings(require_api_key=True))) as c:
+    with TestClient(_app(require_api_key=True)) as c:
         assert c.get("/healthz").status_code == 200  # probes stay open
         assert c.get("/readyz").status_code == 200
         ex = c.get("/v1/example-state", headers=ADMIN).json()
@@ -448,7 +459,7 @@ def test_reload_needs_the_admin_key(client: TestClient) -> None:
         == 401
     )
     assert client.get("/v1/policies").json()["name"] == GreedyTransfers.name  # unchanged
-    with TestClient(create_app(_settings(api_key=None))) as c:
+    with TestClient(_app(api_key=None)) as c:
         r = c.post("/v1/policies/reload", json={"policy": "base_stock"}, headers=ADMIN)
         assert r.status_code == 403 and "no api_key" in r.json()["detail"][0]["msg"]
 
@@ -457,7 +468,7 @@ def test_reload_needs_the_admin_key(client: TestClient) -> None:
 
 
 def test_not_ready_is_503_on_every_route() -> None:
-    c = TestClient(create_app(_settings()))  # no `with`: the lifespan (policy loading) has not run
+    c = TestClient(_app())  # no `with`: the lifespan (policy loading) has not run
     assert c.get("/healthz").status_code == 200
     assert c.get("/readyz").status_code == 503
     body = {"t": 0, "nodes": [{"node": "dc0", "on_hand": 1}]}
@@ -477,7 +488,7 @@ def test_not_ready_is_503_on_every_route() -> None:
 
 
 def test_reload_swaps_policy_and_reports_errors() -> None:
-    with TestClient(create_app(_settings(policy="base_stock"))) as c:
+    with TestClient(_app(policy="base_stock")) as c:
         ex = c.get("/v1/example-state").json()
         v0 = c.get("/v1/policies").json()["version"]
         r = c.post("/v1/policies/reload", json={"policy": "order_up_to"}, headers=ADMIN)
@@ -499,7 +510,7 @@ def test_reload_swaps_policy_and_reports_errors() -> None:
 
 
 def test_reload_during_requests_drops_none() -> None:
-    with TestClient(create_app(_settings(policy="base_stock"))) as c:
+    with TestClient(_app(policy="base_stock")) as c:
         ex = c.get("/v1/example-state").json()
         statuses: list[int] = []
         names: set[str] = set()
@@ -528,7 +539,7 @@ def test_reload_during_requests_drops_none() -> None:
 
 
 def test_metrics_count_requests_by_route_and_status() -> None:
-    with TestClient(create_app(_settings())) as c:
+    with TestClient(_app()) as c:
         ex = c.get("/v1/example-state").json()
         for _ in range(3):
             c.post("/v1/recommendations", json=ex)
@@ -547,9 +558,9 @@ def test_metrics_count_requests_by_route_and_status() -> None:
 
 def test_cors_only_when_configured() -> None:
     origin = {"Origin": "https://erp.example.com"}
-    with TestClient(create_app(_settings())) as c:
+    with TestClient(_app()) as c:
         assert "access-control-allow-origin" not in c.get("/v1/policies", headers=origin).headers
-    with TestClient(create_app(_settings(cors_origins=["https://erp.example.com"]))) as c:
+    with TestClient(_app(cors_origins=["https://erp.example.com"])) as c:
         assert c.get("/v1/policies", headers=origin).headers["access-control-allow-origin"] == origin["Origin"]
 
 
@@ -656,7 +667,7 @@ def test_coalescer_batches_concurrent_requests_and_matches_single_answers(exampl
     from invnet.serving.service import build_state, recommend
 
     net = _net()
-    lp_a, lp_b = load_policy(net, GreedyTransfers.name), load_policy(net, "base_stock")
+    lp_a, lp_b = _greedy(net), load_policy(net, "base_stock")
     bodies = []
     for j in range(6):
         b = copy.deepcopy(example)
@@ -680,7 +691,7 @@ def test_coalescer_batches_concurrent_requests_and_matches_single_answers(exampl
 def test_coalescing_on_and_off_give_the_same_answers(example: dict[str, Any]) -> None:
     answers = []
     for flag in (True, False):
-        with TestClient(create_app(_settings(coalesce=flag))) as c:
+        with TestClient(_app(coalesce=flag)) as c:
             answers.append(c.post("/v1/recommendations", json=example).json())
     assert answers[0] == answers[1]
 
@@ -689,7 +700,7 @@ def test_coalescing_on_and_off_give_the_same_answers(example: dict[str, Any]) ->
 def test_every_kind_of_network_is_served(scenario: str) -> None:
     """Backorders (serial), disruptions, surges, a single node: the example state is answered, units conserved."""
     net = _net(scenario)
-    with TestClient(create_app(_settings(scenario=scenario))) as c:
+    with TestClient(_app(scenario=scenario)) as c:
         ex = c.get("/v1/example-state").json()
         for t in (ex["t"], net.periods - 1):
             r = c.post("/v1/recommendations", json={**ex, "t": t})
@@ -704,7 +715,7 @@ def test_every_kind_of_network_is_served(scenario: str) -> None:
 def test_disrupted_node_ships_nothing_and_says_so() -> None:
     """During the dc's disruption (periods 20-22 of `disrupted`) the core refuses its order and its
     shipments; the response reports what can ship (nothing) and warns, as the simulator would."""
-    with TestClient(create_app(_settings(scenario="disrupted", policy="base_stock"))) as c:
+    with TestClient(_app(scenario="disrupted", policy="base_stock")) as c:
         ex = c.get("/v1/example-state").json()
         body = c.post("/v1/recommendations", json={**ex, "t": 21}).json()
     dc = next(n for n in body["nodes"] if n["node"] == "dc")
