@@ -169,6 +169,7 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
         # FastAPI's native OpenTelemetry is off: /metrics (Prometheus) is this server's telemetry, and
         # the spans would cost more than the policy call per request
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        docs_url=None,  # served below from the swagger-ui-bundle package: no CDN, works offline
     )
     app.state.server = server
 
@@ -233,6 +234,20 @@ def create_app(settings: ServingSettings, preloaded: LoadedPolicy | None = None)
     static_dir = resources.files("invnet.serving") / "static"
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
     index_html = (static_dir / "index.html").read_text(encoding="utf-8")
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/static-docs", StaticFiles(directory=str(swagger_ui_path)), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url="/static-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-docs/swagger-ui.css",
+            swagger_favicon_url="/static-docs/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -124,7 +124,10 @@ def test_health_ready_policies_page_and_docs(client: TestClient) -> None:
     assert {"/v1/recommendations", "/v1/recommendations:batch", "/v1/policies", "/v1/policies/reload"} <= set(
         spec["paths"]
     )
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "/static-docs/swagger-ui-bundle.js" in docs.text  # self-hosted, no CDN
+    assert client.get("/static-docs/swagger-ui-bundle.js").status_code == 200
 
 
 def test_example_state_is_valid_and_answered(client: TestClient, example: dict[str, Any]) -> None:
