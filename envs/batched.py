@@ -16,6 +16,8 @@ from invnet.envs.network import Network, compile_network
 from invnet.envs.scenario import Scenario
 from invnet.envs.spaces import AgentSpaces, team_rewards
 
+BACKENDS = ("auto", "numpy", "numba")
+
 
 def sample_exogenous(net: Network, sampler: DemandSampler, seeds: list[int], reset_count: int) -> Exogenous:
     """Draw demand and lead times for one episode per seed (independent streams, CRN-safe)."""
@@ -37,6 +39,8 @@ class BatchedInventoryEnv:
 
     ``step`` takes per-agent actions in [-1, 1] (decoded by :class:`AgentSpaces`);
     ``step_quantities`` takes an :class:`Action` of unit quantities (baselines, server).
+    ``backend``: ``"numpy"`` steps with :func:`invnet.envs.core.step`, ``"numba"`` with the compiled
+    kernels of :mod:`invnet.envs.core_jit` (same results, tested equal), ``"auto"`` picks numba if importable.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class BatchedInventoryEnv:
         reward: str | None = None,
         reward_weight: float | None = None,
         visibility: str | None = None,
+        backend: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
@@ -69,6 +74,12 @@ class BatchedInventoryEnv:
         self._reset_count = 0
         self.state: State = initial_state(self.net, batch_size, a.demand_history)
         self.exo: Exogenous | None = None
+        self.backend = _resolve_backend(backend)
+        self._jit = None
+        if self.backend == "numba":
+            from invnet.envs.core_jit import JitStepper  # lazy: importing numba takes ~0.5 s
+
+            self._jit = JitStepper(self.spaces)
 
     @property
     def n_agents(self) -> int:
@@ -85,7 +96,7 @@ class BatchedInventoryEnv:
         self.exo = sample_exogenous(self.net, self.sampler, self.seeds, self._reset_count)
         self._reset_count += 1
         self.state = initial_state(self.net, self.batch_size, self.net.scenario.agents.demand_history)
-        return self.spaces.observe(self.state) if observe else None
+        return self._observe() if observe else None
 
     @property
     def done(self) -> bool:
@@ -102,7 +113,8 @@ class BatchedInventoryEnv:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, StepOutput]:
         """Apply per-agent actions ``[B, N, action_dim]`` in [-1, 1]."""
         self._check_running()
-        return self._advance(self.spaces.decode(actions, self.state), True)  # decode validates the actions
+        decode = self.spaces.decode if self._jit is None else self._jit.decode
+        return self._advance(decode(actions, self.state), True)  # decode validates the actions
 
     def _check_running(self) -> None:
         if self.exo is None:
@@ -111,15 +123,41 @@ class BatchedInventoryEnv:
             raise RuntimeError("episode is over: call reset()")
 
     def _advance(self, action: Action, observe: bool) -> tuple[np.ndarray | None, np.ndarray, bool, StepOutput]:
-        self.state, out = step(self.net, self.state, action, self.exo)
+        if self._jit is None:
+            self.state, out = step(self.net, self.state, action, self.exo)
+        else:
+            self.state, out = self._jit.step(self.state, action, self.exo)
         rewards = team_rewards(out.cost, self.reward_mode, self.reward_weight)
-        return (self.spaces.observe(self.state) if observe else None), rewards, self.done, out
+        return (self._observe() if observe else None), rewards, self.done, out
+
+    def _observe(self) -> np.ndarray:
+        return self.spaces.observe(self.state) if self._jit is None else self._jit.observe(self.state)
 
     def global_state(self) -> np.ndarray:
         return self.spaces.global_state(self.state)
 
     def info(self) -> dict[str, Any]:
         return {"t": self.state.t, "seeds": self.seeds, "reset_count": self._reset_count}
+
+
+def numba_available() -> bool:
+    """True when numba imports (the ``auto`` backend then compiles the step)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resolve_backend(backend: str) -> str:
+    """``auto`` -> ``numba`` if importable else ``numpy``; ValueError naming ``backend`` otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "numba" if numba_available() else "numpy"
+    if backend == "numba" and not numba_available():
+        raise ValueError("backend: 'numba' needs the numba package (pip install numba), or use 'numpy'")
+    return backend
 
 
 def batched_env(scenario: Scenario, batch_size: int, **options: Any) -> BatchedInventoryEnv:

@@ -1,0 +1,146 @@
+"""The numba core (envs/core_jit.py) equals the NumPy reference core (envs/core.py).
+
+Random small scenarios (the strategy of tests/test_properties.py: both shortage modes, K <= 2,
+disruptions, node and lane capacities, random supplier and lane lead times, pipeline holding, lane
+fixed costs) with random quantities: every StepOutput field and the next State agree within 1e-9;
+every shipped scenario over a full episode; the batched env with ``backend="numba"`` gives the same
+observations and rewards as ``backend="numpy"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from invnet.envs import BatchedInventoryEnv, compile_network, load_scenario, parallel_env, parse_scenario
+from invnet.envs.core import State, StepOutput, step
+from invnet.envs.core_jit import step_jit
+from invnet.envs.network import Network
+from test_properties import SETTINGS, random_action, scenarios
+
+SHIPPED = [
+    "single_node",
+    "serial_3stage",
+    "two_stores",
+    "hub_spoke",
+    "opposite_seasons",
+    "launch_surge",
+    "disrupted",
+    "network_10",
+    "large_50",
+]
+
+
+def run_episode_both(net: Network, batch: int, seed: int) -> int:
+    """A full episode stepped by the NumPy core, every step checked against the numba core; returns steps."""
+    env = BatchedInventoryEnv(net, batch, seed=seed, backend="numpy")
+    env.reset(observe=False)
+    state, steps = env.state, 0
+    rng = np.random.default_rng(seed)
+    while state.t < net.periods:
+        action = random_action(net, rng, batch)
+        ref_state, ref = step(net, state, action, env.exo)
+        jit_state, out = step_jit(net, state, action, env.exo)
+        for f in fields(StepOutput):
+            np.testing.assert_allclose(getattr(out, f.name), getattr(ref, f.name), rtol=0, atol=1e-9, err_msg=f.name)
+        for f in fields(State):
+            if f.name != "t":
+                a, b = getattr(ref_state, f.name), getattr(jit_state, f.name)
+                np.testing.assert_allclose(b, a, rtol=0, atol=1e-9, err_msg=f.name)
+        state, steps = ref_state, steps + 1
+    return steps
+
+
+@SETTINGS
+@given(data=scenarios(), seed=st.integers(0, 2**20))
+def test_jit_step_equals_numpy_step_on_random_scenarios(data: dict[str, Any], seed: int) -> None:
+    net = compile_network(parse_scenario(data))
+    assert run_episode_both(net, 3, seed) == net.periods
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_jit_step_equals_numpy_step_on_shipped_scenarios(name: str) -> None:
+    net = compile_network(load_scenario(name))
+    assert run_episode_both(net, 2, 7) == net.periods
+
+
+@SETTINGS
+@given(data=scenarios(), seed=st.integers(0, 2**20), action_seed=st.integers(0, 1000))
+def test_numba_backend_env_equals_numpy_backend_env(data: dict[str, Any], seed: int, action_seed: int) -> None:
+    """Decode + step + observe: observations (float32) and rewards of the two backends agree."""
+    sc = parse_scenario(data)
+    envs = [BatchedInventoryEnv(sc, 2, seed=seed, backend=b) for b in ("numpy", "numba")]
+    assert [e.backend for e in envs] == ["numpy", "numba"]
+    obs = [e.reset() for e in envs]
+    rng = np.random.default_rng(action_seed)
+    while not envs[0].done:
+        np.testing.assert_allclose(obs[1], obs[0], rtol=1e-6, atol=1e-6)  # float32 rounding of equal float64
+        assert obs[0].dtype == obs[1].dtype == np.float32
+        np.testing.assert_allclose(envs[1].global_state(), envs[0].global_state(), rtol=1e-6, atol=1e-6)
+        acts = rng.uniform(-1.0, 1.0, (2, envs[0].n_agents, envs[0].spaces.action_dim))
+        results = [e.step(acts) for e in envs]
+        obs = [r[0] for r in results]
+        np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-9)  # rewards
+        assert results[0][2] == results[1][2]
+    assert envs[1].done
+
+
+@pytest.mark.parametrize("name", ["serial_3stage", "disrupted", "network_10"])
+def test_numba_backend_env_equals_numpy_backend_on_shipped_scenarios(name: str) -> None:
+    sc = load_scenario(name)
+    envs = [BatchedInventoryEnv(sc, 4, seed=3, backend=b) for b in ("numpy", "numba")]
+    obs = [e.reset() for e in envs]
+    rng = np.random.default_rng(0)
+    total = np.zeros(2)
+    while not envs[0].done:
+        np.testing.assert_allclose(obs[1], obs[0], rtol=1e-6, atol=1e-6)
+        acts = rng.uniform(-1.0, 1.0, (4, envs[0].n_agents, envs[0].spaces.action_dim))
+        results = [e.step(acts) for e in envs]
+        obs = [r[0] for r in results]
+        np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-9)
+        total += [r[1].sum() for r in results]
+    assert total[0] < 0 and abs(total[1] - total[0]) < 1e-6
+
+
+def test_order_up_to_decode_matches() -> None:
+    sc = load_scenario("hub_spoke")
+    envs = [BatchedInventoryEnv(sc, 3, seed=1, backend=b, action_mode="order_up_to") for b in ("numpy", "numba")]
+    for e in envs:
+        e.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        acts = rng.uniform(-1.0, 1.0, (3, envs[0].n_agents, envs[0].spaces.action_dim))
+        a0 = envs[0].spaces.decode(acts, envs[0].state)
+        a1 = envs[1]._jit.decode(acts, envs[1].state)
+        np.testing.assert_array_equal(a1.orders, a0.orders)
+        np.testing.assert_array_equal(a1.transfers, a0.transfers)
+        for e in envs:
+            e.step(acts)
+
+
+def test_backend_option_is_validated_and_passed_through() -> None:
+    sc = load_scenario("serial_3stage")
+    with pytest.raises(ValueError, match="backend"):
+        BatchedInventoryEnv(sc, 1, backend="jax")
+    assert BatchedInventoryEnv(sc, 1).backend == "numba"  # auto: numba is installed
+    assert parallel_env(sc, backend="numpy").batched.backend == "numpy"
+    assert parallel_env(sc, backend="numba").batched.backend == "numba"
+
+
+@pytest.mark.parametrize("bad", [np.nan, 1.5])
+def test_numba_backend_rejects_bad_actions_like_numpy(bad: float) -> None:
+    env = BatchedInventoryEnv(load_scenario("serial_3stage"), 2, seed=0, backend="numba")
+    env.reset()
+    acts = np.zeros((2, env.n_agents, env.spaces.action_dim))
+    acts[1, 0, 0] = bad
+    with pytest.raises(ValueError, match="actions"):
+        env.step(acts)
+    acts[1, 0, 0] = 1.0 + 1e-7  # within tolerance: clipped like AgentSpaces.decode
+    expected = env.spaces.decode(np.clip(acts, -1.0, 1.0), env.state)
+    _, rewards, _, out = env.step(acts)
+    assert np.isfinite(rewards).all()
+    np.testing.assert_array_equal(out.ordered, expected.orders)
