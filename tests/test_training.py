@@ -15,7 +15,7 @@ from invnet.envs.core import initial_state
 from invnet.training.api import train
 from invnet.training.bundle import load_bundle_policy
 from invnet.training.checkpoint import checkpoint_path, load_checkpoint
-from invnet.training.config import TrainConfigError, load_train_config, make_config
+from invnet.training.config import TrainConfig, TrainConfigError, load_train_config, make_config
 
 
 def tiny(tmp_path: Path, name: str = "run", **kw) -> object:
@@ -172,6 +172,7 @@ def test_config_from_yaml_with_overrides_and_derived_values(tmp_path: Path) -> N
     assert "iterations" not in cfg.model_dump()  # derived, never written back
     assert cfg.resolved()["derived"]["iterations"] == 3
     assert load_train_config("quickstart").scenario == "hub_spoke"
+    assert load_train_config("default") == TrainConfig()  # the shipped default file states the defaults
 
 
 @pytest.mark.parametrize(
