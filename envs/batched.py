@@ -79,7 +79,7 @@ class BatchedInventoryEnv:
         if self.backend == "numba":
             from invnet.envs.core_jit import JitStepper  # lazy: importing numba takes ~0.5 s
 
-            self._jit = JitStepper(self.spaces)
+            self._jit = JitStepper(self.spaces, self.reward_mode, self.reward_weight)
 
     @property
     def n_agents(self) -> int:
@@ -113,8 +113,10 @@ class BatchedInventoryEnv:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, StepOutput]:
         """Apply per-agent actions ``[B, N, action_dim]`` in [-1, 1]."""
         self._check_running()
-        decode = self.spaces.decode if self._jit is None else self._jit.decode
-        return self._advance(decode(actions, self.state), True)  # decode validates the actions
+        if self._jit is not None:  # decode + step + rewards + observation in one compiled call
+            self.state, out, rewards, obs = self._jit.advance(self.state, actions, self.exo, True)
+            return obs, rewards, self.done, out
+        return self._advance(self.spaces.decode(actions, self.state), True)  # decode validates the actions
 
     def _check_running(self) -> None:
         if self.exo is None:

@@ -28,9 +28,10 @@ from invnet.envs.spaces import AgentSpaces
 _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
 
-@numba.njit(cache=True)
-def _step_kernel(  # flat arrays: what numba dispatches fastest
+@numba.njit(cache=True, error_model="numpy")
+def _step_kernel(
     t,
+    flags,  # [4] int: t + 1 < periods, fixed supplier lead times, pipeline holding, backorder
     on_hand,  # [B, N, K] state at decision time
     backlog,  # [B, N, K]
     pipeline,  # [B, N, K, P]
@@ -39,60 +40,52 @@ def _step_kernel(  # flat arrays: what numba dispatches fastest
     hist,  # [B, N, K, H]
     orders,  # [B, N, K] action
     transfers,  # [B, E, K]
-    demand,  # [B, N, K] exogenous demand of period t
-    lead,  # [B, N] supplier lead time of an order placed in t
-    is_sup,  # [N] bool
-    source_lane,  # [N] int, -1 for supplier-fed
-    lane_from,  # [E]
-    lane_to,  # [E]
-    lane_lead,  # [E]
-    lane_unit,  # [E]
-    lane_fixed,  # [E]
-    lane_cap,  # [E]
-    capacity,  # [N]
+    demand_all,  # [B, T, N, K] exogenous demand
+    lead_all,  # [B, T, N] supplier lead time of an order placed in t
+    node_i,  # [3, N] int: supplier-fed flag, source lane (-1 for supplier-fed), fixed supplier lead time
+    lane_i,  # [3, E] int: sender, receiver, lead time
+    lane_f,  # [3, E] float: unit cost, fixed cost, capacity
+    capacity,  # [N] storage capacity (inf = none)
     holding,  # [N, K]
     penalty,  # [N, K]
-    down_now,  # [N] bool: disrupted in t
-    down_next,  # [N] bool: disrupted in t + 1
-    has_next,  # bool: t + 1 < periods (arrivals join on-hand)
-    fixed_lt,  # bool: supplier lead time fixed per node (exogenous draw ignored, as in core.step)
-    lt0,  # [N] the fixed supplier lead time
-    order_fixed,
-    order_unit,
-    pipeline_holding,
-    supplier_holding,
-    backorder,
-    # outputs [B, N] / [B, N, K] / [B, E, K]
-    holding_cost,
-    shortage_cost,
-    order_cost,
-    transfer_cost,
-    sales,
-    served_now,
-    lost_sales,
-    backlog_out,
-    on_hand_out,
-    in_transit,
-    received,
-    order_shipped,
-    supplier_in,
-    lane_shipped,
-    lane_flow,
-    shipped_out,
-    refused,
-    # next state
-    on_hand_next,
-    pipeline_next,
-    pipe_rate_next,
-    arrived_next,
-    hist_next,
+    disrupted,  # [T + 1, N] bool (last row all False)
+    scal,  # [3] float: order fixed cost, order unit cost, supplier holding rate
+    cost_out,  # [4, B, N] outputs, in _COSTS order
+    node_out,  # [14, B, N, K] outputs, in _NODE_OUT order
+    lane_out,  # [2, B, E, K] lane_shipped, lane_flow
+    pipe_out,  # [2, B, N, K, P] next pipeline, next pipe_rate
+    hist_next,  # [B, N, K, H] next demand history
 ):
+    has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
+    is_sup, source_lane, lt0 = node_i[0], node_i[1], node_i[2]
+    lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
+    lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
+    down_now, down_next = disrupted[t], disrupted[t + 1]
+    order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
+    demand = demand_all[:, t]
+    lead = lead_all[:, t]
+    holding_cost, shortage_cost, order_cost, transfer_cost = cost_out[0], cost_out[1], cost_out[2], cost_out[3]
+    sales, served_now, lost_sales, backlog_out = node_out[0], node_out[1], node_out[2], node_out[3]
+    on_hand_out, in_transit, received, order_shipped = node_out[4], node_out[5], node_out[6], node_out[7]
+    supplier_in, shipped_out, refused = node_out[8], node_out[9], node_out[10]
+    on_hand_next, arrived_next, demand_out = node_out[11], node_out[12], node_out[13]
+    lane_shipped, lane_flow = lane_out[0], lane_out[1]
+    pipeline_next, pipe_rate_next = pipe_out[0], pipe_out[1]
     B, N, K = on_hand.shape
     E = transfers.shape[1]
     P = pipeline.shape[3]
     H = hist.shape[3]
     lane_order = np.empty((E, K))  # upstream-order part of each lane's flow
-    f_recv = np.empty(N)
+    order_of = np.full(E, -1, dtype=np.int64)  # receiver whose upstream order rides lane e, -1 if none
+    for n in range(N):
+        if source_lane[n] >= 0:
+            order_of[source_lane[n]] = n
+    any_down = False
+    any_cap = False
+    for n in range(N):
+        any_down = any_down or down_now[n]
+        any_cap = any_cap or math.isfinite(capacity[n])
+    f_recv = np.ones(N)
     f_node = np.empty((N, K))
     asks_out = np.empty((N, K))
     tr_refused = np.empty((N, K))
@@ -103,64 +96,67 @@ def _step_kernel(  # flat arrays: what numba dispatches fastest
         # 3a. disruption: a disrupted node's orders are refused; a lane with a disrupted end carries nothing
         for n in range(N):
             for k in range(K):
-                q = 0.0 if down_now[n] else orders[b, n, k]
-                supplier_in[b, n, k] = q if is_sup[n] else 0.0
-        for e in range(E):
-            ok = not (down_now[lane_from[e]] or down_now[lane_to[e]])
-            for k in range(K):
-                lane_shipped[b, e, k] = transfers[b, e, k] if ok else 0.0
-                lane_order[e, k] = 0.0
-        for n in range(N):
-            e = source_lane[n]
-            if e >= 0 and not (down_now[lane_from[e]] or down_now[n]):
-                for k in range(K):
-                    lane_order[e, k] = orders[b, n, k]
+                q = orders[b, n, k]
+                supplier_in[b, n, k] = 0.0 if (down_now[n] or not is_sup[n]) else q
+                asks_out[n, k] = 0.0
         # 3b. lane capacity, shared by SKUs and by orders + transfers: both scaled by capacity / asks
         for e in range(E):
+            r = order_of[e]
+            ok = not (any_down and (down_now[lane_from[e]] or down_now[lane_to[e]]))
             asks = 0.0
             for k in range(K):
-                asks += lane_order[e, k] + lane_shipped[b, e, k]
+                tr = transfers[b, e, k] if ok else 0.0
+                lo = orders[b, r, k] if (ok and r >= 0) else 0.0
+                lane_shipped[b, e, k] = tr
+                lane_order[e, k] = lo
+                asks += lo + tr
+            f = 1.0
             if asks > lane_cap[e]:
                 f = min(max(lane_cap[e] / asks, 0.0), 1.0)
-                for k in range(K):
-                    lane_order[e, k] *= f
-                    lane_shipped[b, e, k] *= f
-        # 3c. receiver storage capacity: all inbound asks scaled by room / inbound
-        for n in range(N):
-            s = 0.0
-            for k in range(K):
-                s += supplier_in[b, n, k]
-            inbound[n] = s
-        for e in range(E):
-            s = 0.0
-            for k in range(K):
-                s += lane_order[e, k] + lane_shipped[b, e, k]
-            inbound[lane_to[e]] += s
-        for n in range(N):
-            f_recv[n] = 1.0
-            if math.isfinite(capacity[n]):
-                held = 0.0
-                for k in range(K):
-                    held += on_hand[b, n, k]
-                    for p in range(P):
-                        held += pipeline[b, n, k, p]
-                room = max(capacity[n] - held, 0.0)
-                if inbound[n] > room:
-                    f_recv[n] = min(max(room / inbound[n], 0.0), 1.0)
-                    for k in range(K):
-                        supplier_in[b, n, k] *= f_recv[n]
-        for e in range(E):
-            f = f_recv[lane_to[e]]
             if f < 1.0:
                 for k in range(K):
                     lane_order[e, k] *= f
                     lane_shipped[b, e, k] *= f
+            if not any_cap:
+                s = lane_from[e]
+                for k in range(K):
+                    asks_out[s, k] += lane_order[e, k] + lane_shipped[b, e, k]
+        # 3c. receiver storage capacity: all inbound asks scaled by room / inbound
+        if any_cap:
+            for n in range(N):
+                s = 0.0
+                for k in range(K):
+                    s += supplier_in[b, n, k]
+                inbound[n] = s
+            for e in range(E):
+                s = 0.0
+                for k in range(K):
+                    s += lane_order[e, k] + lane_shipped[b, e, k]
+                inbound[lane_to[e]] += s
+            for n in range(N):
+                f_recv[n] = 1.0
+                if math.isfinite(capacity[n]):
+                    held = 0.0
+                    for k in range(K):
+                        held += on_hand[b, n, k]
+                        for p in range(P):
+                            held += pipeline[b, n, k, p]
+                    room = max(capacity[n] - held, 0.0)
+                    if inbound[n] > room:
+                        f_recv[n] = min(max(room / inbound[n], 0.0), 1.0)
+                        for k in range(K):
+                            supplier_in[b, n, k] *= f_recv[n]
+            for e in range(E):
+                f = f_recv[lane_to[e]]
+                s = lane_from[e]
+                for k in range(K):
+                    if f < 1.0:
+                        lane_order[e, k] *= f
+                        lane_shipped[b, e, k] *= f
+                    asks_out[s, k] += lane_order[e, k] + lane_shipped[b, e, k]
         # 3d. sender stock, per SKU: every ask scaled by on_hand / asks (proportional rationing)
-        asks_out[:, :] = 0.0
-        for e in range(E):
-            for k in range(K):
-                asks_out[lane_from[e], k] += lane_order[e, k] + lane_shipped[b, e, k]
         for n in range(N):
+            c = 0.0
             for k in range(K):
                 a = asks_out[n, k]
                 if a > on_hand[b, n, k]:
@@ -170,38 +166,49 @@ def _step_kernel(  # flat arrays: what numba dispatches fastest
                     f_node[n, k] = 1.0
                     shipped_out[b, n, k] = a
                 tr_refused[n, k] = 0.0
-        for e in range(E):
-            s = lane_from[e]
-            for k in range(K):
-                f = f_node[s, k]
-                lane_order[e, k] *= f
-                lane_shipped[b, e, k] *= f
-                lane_flow[b, e, k] = lane_order[e, k] + lane_shipped[b, e, k]
-                tr_refused[s, k] += transfers[b, e, k] - lane_shipped[b, e, k]
-        for n in range(N):
-            e = source_lane[n]
-            for k in range(K):
-                shipped = supplier_in[b, n, k] + (lane_order[e, k] if e >= 0 else 0.0)
-                order_shipped[b, n, k] = shipped
-                refused[b, n, k] = max(orders[b, n, k] - shipped, 0.0) + max(tr_refused[n, k], 0.0)
-                on_hand_out[b, n, k] = max(on_hand[b, n, k] - shipped_out[b, n, k], 0.0) if E else on_hand[b, n, k]
+                order_shipped[b, n, k] = supplier_in[b, n, k]
+                on_hand_out[b, n, k] = max(on_hand[b, n, k] - shipped_out[b, n, k], 0.0)
                 received[b, n, k] = arrived[b, n, k]
                 for p in range(P):
                     pipe[n, k, p] = pipeline[b, n, k, p]
                     rate[n, k, p] = pipe_rate[b, n, k, p]
-        # deliveries: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline
+            order_cost[b, n] = c
+            transfer_cost[b, n] = c
+        # shipped units: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline;
+        # lane costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed
+        # charge per lane used, with the upstream order when the lane carries one
         for e in range(E):
-            L = lane_lead[e]
+            s = lane_from[e]
             r = lane_to[e]
+            L = lane_lead[e]
+            lo_sum = 0.0
+            lt_sum = 0.0
             for k in range(K):
-                q = lane_flow[b, e, k]
+                f = f_node[s, k]
+                lo = lane_order[e, k] * f
+                tr = lane_shipped[b, e, k] * f
+                lane_shipped[b, e, k] = tr
+                q = lo + tr
+                lane_flow[b, e, k] = q
+                tr_refused[s, k] += transfers[b, e, k] - tr
+                if order_of[e] >= 0:
+                    order_shipped[b, r, k] += lo
+                lo_sum += lo
+                lt_sum += tr
                 if L == 0:
                     on_hand_out[b, r, k] += q
                     received[b, r, k] += q
                 else:
                     pipe[r, k, L - 1] += q
                     if pipeline_holding:
-                        rate[r, k, L - 1] += q * holding[lane_from[e], k]
+                        rate[r, k, L - 1] += q * holding[s, k]
+            transfer_cost[b, s] += lt_sum * lane_unit[e]
+            if lo_sum != 0.0:
+                order_cost[b, r] += lo_sum * lane_unit[e]
+            if lo_sum > 1e-9:
+                order_cost[b, r] += lane_fixed[e]
+            elif lt_sum > 1e-9:
+                transfer_cost[b, s] += lane_fixed[e]
         for n in range(N):
             if not is_sup[n]:
                 continue
@@ -221,7 +228,9 @@ def _step_kernel(  # flat arrays: what numba dispatches fastest
             short = 0.0
             qty = 0.0
             for k in range(K):
+                refused[b, n, k] = max(orders[b, n, k] - order_shipped[b, n, k], 0.0) + max(tr_refused[n, k], 0.0)
                 d = demand[b, n, k]
+                demand_out[b, n, k] = d
                 if backorder:
                     due = backlog[b, n, k] + d
                     sold = min(on_hand_out[b, n, k], due)
@@ -250,23 +259,7 @@ def _step_kernel(  # flat arrays: what numba dispatches fastest
             c = order_unit * qty
             if order_fixed != 0.0 and qty > 1e-9:
                 c += order_fixed
-            order_cost[b, n] = c
-            transfer_cost[b, n] = 0.0
-        # lane costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed
-        # charge per lane used, with the upstream order when the lane carries one
-        for e in range(E):
-            lo = 0.0
-            lt = 0.0
-            for k in range(K):
-                lo += lane_order[e, k]
-                lt += lane_shipped[b, e, k]
-            transfer_cost[b, lane_from[e]] += lt * lane_unit[e]
-            if lo != 0.0:
-                order_cost[b, lane_to[e]] += lo * lane_unit[e]
-            if lo > 1e-9:
-                order_cost[b, lane_to[e]] += lane_fixed[e]
-            elif lt > 1e-9:
-                transfer_cost[b, lane_from[e]] += lane_fixed[e]
+            order_cost[b, n] += c
         # advance: next period's arrivals join on-hand (a disrupted node's arrivals wait in transit)
         for n in range(N):
             wait = down_next[n]
@@ -294,7 +287,7 @@ def _step_kernel(  # flat arrays: what numba dispatches fastest
                     on_hand_next[b, n, k] = on_hand_out[b, n, k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _decode_kernel(
     actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
 ):
@@ -328,7 +321,7 @@ def _decode_kernel(
     return ok
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _observe_kernel(
     on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, out
 ):
@@ -378,35 +371,128 @@ def _observe_kernel(
                     out[b, n, v + j] = stock[j] * inv[j]
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _rewards_kernel(cost_out, mode, weight, rewards):
+    """team_rewards: team = -network cost (mode 0), local = -own cost (1), mixed = w local + (1 - w) team (2)."""
+    B, N = rewards.shape
+    for b in range(B):
+        team = 0.0
+        for n in range(N):
+            team += cost_out[0, b, n] + cost_out[1, b, n] + cost_out[2, b, n] + cost_out[3, b, n]
+        for n in range(N):
+            own = -(cost_out[0, b, n] + cost_out[1, b, n] + cost_out[2, b, n] + cost_out[3, b, n])
+            if mode == 0:
+                rewards[b, n] = -team
+            elif mode == 1:
+                rewards[b, n] = own
+            else:
+                rewards[b, n] = weight * own + (1.0 - weight) * -team
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _env_kernel(
+    actions,
+    dec_i,
+    tr_idx,
+    half_order,
+    half_tr,
+    up_to,
+    orders,
+    transfers,
+    t,
+    flags,
+    on_hand,
+    backlog,
+    pipeline,
+    pipe_rate,
+    arrived,
+    hist,
+    demand_all,
+    lead_all,
+    node_i,
+    lane_i,
+    lane_f,
+    capacity,
+    holding,
+    penalty,
+    disrupted,
+    scal,
+    cost_out,
+    node_out,
+    lane_out,
+    pipe_out,
+    hist_next,
+    reward_mode,
+    reward_weight,
+    rewards,
+    observe,
+    forecast,
+    inv,
+    time3,
+    feats,
+    vis,
+    to,
+    recv_onhand,
+    recv_dos,
+    src,
+    src_dos,
+    obs,
+):
+    """Decode + step + rewards + observation of the next state in one call; False (nothing done) on bad actions."""
+    if not _decode_kernel(
+        actions, dec_i, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
+    ):
+        return False
+    _step_kernel(
+        t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all, lead_all,
+        node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out, pipe_out,
+        hist_next,
+    )  # fmt: skip
+    _rewards_kernel(cost_out, reward_mode, reward_weight, rewards)
+    if observe:
+        _observe_kernel(
+            node_out[11], node_out[3], pipe_out[0], hist_next, forecast, inv, time3, feats, vis, to, recv_onhand,
+            recv_dos, src, src_dos, obs,
+        )  # fmt: skip
+    return True
+
+
+_COSTS = ("holding_cost", "shortage_cost", "order_cost", "transfer_cost")
+_NODE_OUT = (  # [B, N, K] outputs of _step_kernel, in node_out order (then next on_hand, next arrived, demand)
+    "sales",
+    "served_now",
+    "lost_sales",
+    "backlog",
+    "on_hand",
+    "in_transit",
+    "received",
+    "order_shipped",
+    "supplier_in",
+    "shipped_out",
+    "refused",
+)
+
+
 class _NetConsts:
     """Per-network constant arrays of the kernels (computed once, cached on the Network)."""
 
     def __init__(self, net: Network) -> None:
-        N = net.n_nodes
-        self.is_sup = net.is_supplier_fed.astype(np.bool_)
-        self.source_lane = net.source_lane.astype(np.int64)
-        self.lane_from = net.lane_from.astype(np.int64)
-        self.lane_to = net.lane_to.astype(np.int64)
-        self.lane_lead = net.lane_lead.astype(np.int64)
-        self.lane_unit = net.lane_unit.astype(float)
-        self.lane_fixed = net.lane_fixed.astype(float)
-        self.lane_cap = net.lane_cap.astype(float)
+        self.node_i = np.stack([net.is_supplier_fed.astype(np.int64), net.source_lane, net.lt_values[:, 0]]).astype(
+            np.int64
+        )
+        self.lane_i = np.stack([net.lane_from, net.lane_to, net.lane_lead]).astype(np.int64).reshape(3, net.n_lanes)
+        self.lane_f = np.stack([net.lane_unit, net.lane_fixed, net.lane_cap]).astype(float).reshape(3, net.n_lanes)
         self.capacity = net.capacity.astype(float)
         self.holding = np.ascontiguousarray(net.holding, dtype=float)
         self.penalty = np.ascontiguousarray(net.penalty, dtype=float)
-        self.disrupted = np.ascontiguousarray(net.disrupted, dtype=np.bool_)  # [T, N]
-        self.no_down = np.zeros(N, dtype=np.bool_)
-        self.fixed_lt = bool(np.all(net.lt_cdf[:, 0] >= 1.0))
-        self.lt0 = net.lt_values[:, 0].astype(np.int64)
-        self.order_fixed = float(net.order_fixed)
-        self.order_unit = float(net.order_unit)
-        self.pipeline_holding = bool(net.pipeline_holding)
-        self.supplier_holding = float(net.supplier_holding)
-        self.backorder = bool(net.backorder)
-        self.periods = int(net.periods)
-
-    def down(self, t: int) -> np.ndarray:
-        return self.disrupted[t] if t < self.periods else self.no_down
+        self.disrupted = np.zeros((net.periods + 1, net.n_nodes), dtype=np.bool_)  # row T: after the horizon
+        self.disrupted[: net.periods] = net.disrupted
+        self.scal = np.array([net.order_fixed, net.order_unit, net.supplier_holding], dtype=float)
+        fixed_lt = bool(np.all(net.lt_cdf[:, 0] >= 1.0))  # as core.step: the exogenous draw is ignored
+        self.flags = [  # flags[t]: has_next depends on t
+            np.array([t + 1 < net.periods, fixed_lt, net.pipeline_holding, net.backorder], dtype=np.int64)
+            for t in range(net.periods)
+        ]
 
 
 def _consts(net: Network) -> _NetConsts:
@@ -417,190 +503,148 @@ def _consts(net: Network) -> _NetConsts:
     return c
 
 
-def _run_step(
-    net: Network, state: State, orders: np.ndarray, transfers: np.ndarray, exo: Exogenous
-) -> tuple[State, StepOutput]:
-    c = _consts(net)
-    t = state.t
-    B, N, K = state.on_hand.shape
-    E, P, H = transfers.shape[1], state.pipeline.shape[3], state.demand_hist.shape[3]
-    f64 = np.float64
-    o = {k: np.empty((B, N), f64) for k in ("holding_cost", "shortage_cost", "order_cost", "transfer_cost")}
-    for k in (
-        "sales",
-        "served_now",
-        "lost_sales",
-        "backlog",
-        "on_hand",
-        "in_transit",
-        "received",
-        "order_shipped",
-        "supplier_in",
-        "shipped_out",
-        "refused",
-    ):
-        o[k] = np.empty((B, N, K), f64)
-    o["lane_shipped"] = np.empty((B, E, K), f64)
-    o["lane_flow"] = np.empty((B, E, K), f64)
-    on_hand_next = np.empty((B, N, K), f64)
-    pipeline_next = np.empty((B, N, K, P), f64)
-    pipe_rate_next = np.empty((B, N, K, P), f64)
-    arrived_next = np.empty((B, N, K), f64)
-    hist_next = np.empty((B, N, K, H), f64)
-    demand = exo.demand[:, t]
-    _step_kernel(
-        t,
-        _f64(state.on_hand),
-        _f64(state.backlog),
-        _f64(state.pipeline),
-        _f64(state.pipe_rate),
-        _f64(state.arrived),
-        _f64(state.demand_hist),
-        _f64(orders),
-        _f64(transfers),
-        _f64(demand),
-        np.ascontiguousarray(exo.lead_time[:, t], dtype=np.int64),
-        c.is_sup,
-        c.source_lane,
-        c.lane_from,
-        c.lane_to,
-        c.lane_lead,
-        c.lane_unit,
-        c.lane_fixed,
-        c.lane_cap,
-        c.capacity,
-        c.holding,
-        c.penalty,
-        c.down(t),
-        c.down(t + 1),
-        t + 1 < c.periods,
-        c.fixed_lt,
-        c.lt0,
-        c.order_fixed,
-        c.order_unit,
-        c.pipeline_holding,
-        c.supplier_holding,
-        c.backorder,
-        o["holding_cost"],
-        o["shortage_cost"],
-        o["order_cost"],
-        o["transfer_cost"],
-        o["sales"],
-        o["served_now"],
-        o["lost_sales"],
-        o["backlog"],
-        o["on_hand"],
-        o["in_transit"],
-        o["received"],
-        o["order_shipped"],
-        o["supplier_in"],
-        o["lane_shipped"],
-        o["lane_flow"],
-        o["shipped_out"],
-        o["refused"],
-        on_hand_next,
-        pipeline_next,
-        pipe_rate_next,
-        arrived_next,
-        hist_next,
-    )
-    out = StepOutput(demand=demand, ordered=orders, **o)
-    new_state = State(
-        t=t + 1,
-        on_hand=on_hand_next,
-        backlog=o["backlog"],
-        pipeline=pipeline_next,
-        pipe_rate=pipe_rate_next,
-        arrived=arrived_next,
-        demand_hist=hist_next,
-    )
-    return new_state, out
+class _Buffers:
+    """Fresh output arrays of one step; StepOutput and State fields are views into them."""
+
+    def __init__(self, B: int, N: int, K: int, E: int, P: int, H: int) -> None:
+        self.cost = np.empty((4, B, N))
+        self.node = np.empty((len(_NODE_OUT) + 3, B, N, K))
+        self.lane = np.empty((2, B, E, K))
+        self.pipe = np.empty((2, B, N, K, P))
+        self.hist = np.empty((B, N, K, H))
+
+    def results(self, t: int, ordered: np.ndarray) -> tuple[State, StepOutput]:
+        node = self.node
+        out = StepOutput(
+            **dict(zip(_COSTS, self.cost, strict=True)),
+            **dict(zip(_NODE_OUT, node, strict=False)),
+            demand=node[13],
+            ordered=ordered,
+            lane_shipped=self.lane[0],
+            lane_flow=self.lane[1],
+        )
+        state = State(
+            t=t + 1,
+            on_hand=node[11],
+            backlog=node[3],
+            pipeline=self.pipe[0],
+            pipe_rate=self.pipe[1],
+            arrived=node[12],
+            demand_hist=self.hist,
+        )
+        return state, out
 
 
-def _f64(x: np.ndarray) -> np.ndarray:
-    """C-contiguous float64 view (no copy when it already is one)."""
-    return np.ascontiguousarray(x, dtype=np.float64)
+def _buffers(state: State, E: int) -> _Buffers:
+    B, N, K, P = state.pipeline.shape
+    return _Buffers(B, N, K, E, P, state.demand_hist.shape[3])
 
 
 def step_jit(net: Network, state: State, action: Action, exo: Exogenous) -> tuple[State, StepOutput]:
-    """:func:`invnet.envs.core.step` compiled: same contract (pure; same arrays, shapes and dtypes)."""
-    return _run_step(net, state, action.orders, action.transfers, exo)
+    """:func:`invnet.envs.core.step` compiled: same contract (pure; same fields, shapes and dtypes)."""
+    c = _consts(net)
+    buf = _buffers(state, net.n_lanes)
+    _step_kernel(
+        state.t, c.flags[state.t], state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
+        state.demand_hist, action.orders, action.transfers, exo.demand, exo.lead_time, c.node_i, c.lane_i, c.lane_f,
+        c.capacity, c.holding, c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist,
+    )  # fmt: skip
+    return buf.results(state.t, action.orders)
 
 
 class JitStepper:
-    """Decode + step + observe for :class:`~invnet.envs.batched.BatchedInventoryEnv` (``backend="numba"``)."""
+    """Decode + step + rewards + observe for :class:`~invnet.envs.batched.BatchedInventoryEnv` (numba backend)."""
 
-    def __init__(self, spaces: AgentSpaces) -> None:
+    def __init__(self, spaces: AgentSpaces, reward_mode: str, reward_weight: float) -> None:
         self.spaces = spaces
         net = spaces.net
+        self.c = _consts(net)
         order_idx, tr_idx, half_order, half_tr = spaces._decode_index
         self._order_idx = order_idx.astype(np.int64)
         self._tr_idx = tr_idx.reshape(net.n_lanes, net.n_skus).astype(np.int64)
         self._half_order = np.ascontiguousarray(half_order.reshape(net.n_nodes), dtype=float)
         self._half_tr = np.ascontiguousarray(half_tr.reshape(net.n_lanes), dtype=float)
         self._up_to = spaces.action_mode == "order_up_to"
+        self._reward_mode = ("team", "local", "mixed").index(reward_mode)
+        self._reward_weight = float(reward_weight)
         p = spaces._obs_plan
-        self._inv = np.ascontiguousarray(p["inv"].reshape(net.n_nodes))
+        N, M = net.n_nodes, net.max_out_lanes
+        self._inv = np.ascontiguousarray(p["inv"].reshape(N))
         self._forecast = np.ascontiguousarray(p["forecast"])  # [T, N, K]
         self._feats = np.ascontiguousarray(spaces._node_features32)
         self._vis = _VISIBILITY[spaces.visibility]
-        M = net.max_out_lanes
-        self._to = np.ascontiguousarray(p["to"], dtype=np.int64).reshape(net.n_nodes, M)
-        self._recv_onhand = np.ascontiguousarray(p["recv_onhand"], dtype=float).reshape(net.n_nodes, M)
-        self._recv_dos = np.ascontiguousarray(p["recv_dos"], dtype=float).reshape(net.n_nodes, M)
+        self._to = np.ascontiguousarray(p["to"], dtype=np.int64).reshape(N, M)
+        self._recv_onhand = np.ascontiguousarray(p["recv_onhand"], dtype=float).reshape(N, M)
+        self._recv_dos = np.ascontiguousarray(p["recv_dos"], dtype=float).reshape(N, M)
         self._src = p["src"].astype(np.int64)
         self._src_dos = np.ascontiguousarray(p["src_dos"], dtype=float)
+        self._time = [spaces._time(_AtT(t)) for t in range(net.periods + 1)]  # [3] per t, as observe computes it
 
     def decode(self, actions: np.ndarray, state: State) -> Action:
         """:meth:`AgentSpaces.decode` compiled (falls back to it to raise the same errors on bad input)."""
         sp = self.spaces
-        B, N = state.batch_size, sp.net.n_nodes
-        a = np.asarray(actions, dtype=np.float64)
-        if a.shape != (B, N, sp.action_dim) or not a.flags.c_contiguous:
+        B, N, K = state.on_hand.shape
+        a = np.ascontiguousarray(actions, dtype=np.float64)
+        if a.shape != (B, N, sp.action_dim):
             return sp.decode(actions, state)
-        orders = np.empty((B, N, sp.net.n_skus))
-        transfers = np.empty((B, sp.net.n_lanes, sp.net.n_skus))
+        orders = np.empty((B, N, K))
+        transfers = np.empty((B, sp.net.n_lanes, K))
         ok = _decode_kernel(
-            a,
-            self._order_idx,
-            self._tr_idx,
-            self._half_order,
-            self._half_tr,
-            self._up_to,
-            _f64(state.on_hand),
-            _f64(state.pipeline),
-            _f64(state.backlog),
-            orders,
-            transfers,
-        )
+            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, state.on_hand,
+            state.pipeline, state.backlog, orders, transfers,
+        )  # fmt: skip
         if not ok:
             return sp.decode(actions, state)  # raises ValueError naming the problem
         return Action(orders=orders, transfers=transfers)
 
     def step(self, state: State, action: Action, exo: Exogenous) -> tuple[State, StepOutput]:
-        return _run_step(self.spaces.net, state, action.orders, action.transfers, exo)
+        return step_jit(self.spaces.net, state, action, exo)
+
+    def advance(
+        self, state: State, actions: np.ndarray, exo: Exogenous, observe: bool
+    ) -> tuple[State, StepOutput, np.ndarray, np.ndarray | None]:
+        """Decode ``actions`` [B, N, action_dim] in [-1, 1], step; returns (next state, outputs, rewards, obs)."""
+        sp, c = self.spaces, self.c
+        net = sp.net
+        B, N, K = state.on_hand.shape
+        a = np.ascontiguousarray(actions, dtype=np.float64)
+        if a.shape != (B, N, sp.action_dim):
+            sp.decode(actions, state)  # raises ValueError naming the shape
+        E, t = net.n_lanes, state.t
+        orders, transfers = np.empty((B, N, K)), np.empty((B, E, K))
+        buf = _buffers(state, E)
+        rewards = np.empty((B, N))
+        obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
+        ok = _env_kernel(
+            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, orders, transfers,
+            t, c.flags[t], state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
+            state.demand_hist, exo.demand, exo.lead_time, c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding,
+            c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist,
+            self._reward_mode, self._reward_weight, rewards,
+            observe, self._forecast[min(t + 1, net.periods - 1)], self._inv, self._time[t + 1], self._feats,
+            self._vis, self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
+        )  # fmt: skip
+        if not ok:
+            sp.decode(actions, state)  # raises ValueError naming the problem
+            raise AssertionError("unreachable: the compiled decode refused actions that AgentSpaces.decode accepts")
+        new_state, out = buf.results(t, orders)
+        return new_state, out, rewards, (obs if observe else None)
 
     def observe(self, state: State) -> np.ndarray:
         """:meth:`AgentSpaces.observe` compiled: [B, N, obs_dim] float32."""
         sp = self.spaces
         net = sp.net
         out = np.empty((state.batch_size, net.n_nodes, sp.obs_dim), dtype=np.float32)
-        t = min(state.t, net.periods - 1)
         _observe_kernel(
-            _f64(state.on_hand),
-            _f64(state.backlog),
-            _f64(state.pipeline),
-            _f64(state.demand_hist),
-            self._forecast[t],
-            self._inv,
-            sp._time(state),
-            self._feats,
-            self._vis,
-            self._to,
-            self._recv_onhand,
-            self._recv_dos,
-            self._src,
-            self._src_dos,
-            out,
-        )
+            state.on_hand, state.backlog, state.pipeline, state.demand_hist,
+            self._forecast[min(state.t, net.periods - 1)], self._inv, self._time[min(state.t, net.periods)],
+            self._feats, self._vis, self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, out,
+        )  # fmt: skip
         return out
+
+
+class _AtT:
+    """Stand-in state carrying only ``t`` (AgentSpaces._time reads nothing else)."""
+
+    def __init__(self, t: int) -> None:
+        self.t = t
