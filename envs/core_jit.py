@@ -18,6 +18,8 @@ Kernels are compiled on first use and cached on disk (``cache=True``).
 from __future__ import annotations
 
 import math
+from dataclasses import fields
+from typing import Any
 
 import numba
 import numpy as np
@@ -514,16 +516,32 @@ class _Buffers:
         self.hist = np.empty((B, N, K, H))
 
     def results(self, t: int, ordered: np.ndarray) -> tuple[State, StepOutput]:
-        node = self.node
-        out = StepOutput(
-            **dict(zip(_COSTS, self.cost, strict=True)),
-            **dict(zip(_NODE_OUT, node, strict=False)),
+        node, lane = self.node, self.lane
+        c = self.cost
+        out = _frozen(
+            StepOutput,
+            holding_cost=c[0],
+            shortage_cost=c[1],
+            order_cost=c[2],
+            transfer_cost=c[3],
             demand=node[13],
+            sales=node[0],
+            served_now=node[1],
+            lost_sales=node[2],
+            backlog=node[3],
+            on_hand=node[4],
+            in_transit=node[5],
+            received=node[6],
             ordered=ordered,
-            lane_shipped=self.lane[0],
-            lane_flow=self.lane[1],
+            order_shipped=node[7],
+            supplier_in=node[8],
+            lane_shipped=lane[0],
+            lane_flow=lane[1],
+            shipped_out=node[9],
+            refused=node[10],
         )
-        state = State(
+        state = _frozen(
+            State,
             t=t + 1,
             on_hand=node[11],
             backlog=node[3],
@@ -533,6 +551,18 @@ class _Buffers:
             demand_hist=self.hist,
         )
         return state, out
+
+
+def _frozen(cls: type, **values: object) -> Any:
+    """``cls(**values)`` for a frozen dataclass without its per-field ``object.__setattr__`` (a third of a
+    B = 1 step); every field is given (``_FIELDS`` checks the names once at import)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
+_FIELDS = {cls: {f.name for f in fields(cls)} for cls in (State, StepOutput)}
+assert _FIELDS[StepOutput] == set(_COSTS) | set(_NODE_OUT) | {"demand", "ordered", "lane_shipped", "lane_flow"}
 
 
 def _buffers(state: State, E: int) -> _Buffers:
