@@ -72,10 +72,9 @@ INFO_KEYS = (
 def node_infos(out: StepOutput, node_ids: list[str], row: int = 0) -> dict[str, dict[str, float]]:
     """Per-node info dicts (SKUs summed) for batch row ``row``."""
     n_cost = 4  # the first four keys are [B, N] cost terms, the rest [B, N, K] flows
-    costs = np.array([getattr(out, key)[row] for key in INFO_KEYS[:n_cost]]).T  # [N, 4]
-    flows = np.concatenate([getattr(out, key)[row] for key in INFO_KEYS[n_cost:]], axis=1)  # [N, F * K]
-    flows = flows.reshape(len(node_ids), len(INFO_KEYS) - n_cost, -1).sum(axis=2)  # [N, F]
-    table = np.concatenate((costs, flows), axis=1).tolist()  # [N, 14] python floats
+    cols = [getattr(out, key)[row] for key in INFO_KEYS]
+    flows = cols[n_cost:] if cols[n_cost].shape[1] == 1 else [c.sum(axis=1, keepdims=True) for c in cols[n_cost:]]
+    table = np.concatenate([c[:, None] for c in cols[:n_cost]] + flows, axis=1).tolist()  # [N, 14] python floats
     return {nid: dict(zip(INFO_KEYS, vals, strict=True)) for nid, vals in zip(node_ids, table, strict=True)}
 
 
