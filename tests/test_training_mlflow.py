@@ -102,3 +102,16 @@ def test_state_from_frame_validates_columns() -> None:
         state_from_frame(net, {"node": ["store_a"], "on_hand": [1.0], "pipeline": [[1.0, 2.0, 3.0]]})
     s = state_from_frame(net, {"node": ["store_b"], "on_hand": [7.0], "pipeline": [[1.0, 2.0]]})
     assert isinstance(s, State) and s.on_hand[0, 1, 0] == 7.0 and s.inventory_position[0, 1, 0] == 10.0
+
+
+def test_unreachable_tracking_server_is_a_clear_cli_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from invnet.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: connection refused
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    r = CliRunner().invoke(app, ["train", "-s", "single_node", "--steps", "64", "--no-progress"])
+    assert r.exit_code == 2 and "MLflow tracking at http://127.0.0.1:9" in r.output
+    assert not (tmp_path / "runs").exists()  # failed before any work

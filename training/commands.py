@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train per-node policies (shared network) and log the run, the bundle and the model to MLflow."""
         from invnet.training.config import TrainConfigError, load_train_config
+        from invnet.training.tracking import TrackingError
 
         from invnet.cli import console, emit_json, fail, load_scenario_or_exit
 
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 cfg = load_train_config(config, overrides)
                 load_scenario_or_exit(cfg.scenario)
                 result = train(cfg, progress=not no_progress)
-        except (TrainConfigError, FileNotFoundError) as e:
+        except (TrainConfigError, FileNotFoundError, TrackingError) as e:
             fail(str(e))
         except ValueError as e:
             fail(str(e))

@@ -83,6 +83,7 @@ class Session:
         resume: dict[str, Any] | None = None,
         callback: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> Session:
+        tracker = Tracker(cfg.mlflow, cfg.experiment, cfg.run_name)  # first: a bad store fails before any work
         net = compile_network(load_scenario(cfg.scenario))
         sc = net.scenario.agents
         mode = cfg.action_mode or sc.action_mode
@@ -97,7 +98,6 @@ class Session:
         base_eval = policy_metrics(net, baseline, cfg.eval_episodes, cfg.eval_seed)
         out = cfg.out_dir
         out.mkdir(parents=True, exist_ok=True)
-        tracker = Tracker(cfg.mlflow, cfg.experiment, cfg.run_name)
         s = cls(
             cfg=cfg,
             net=net,

@@ -17,6 +17,10 @@ from typing import Any
 PACKAGES = ("invnet", "numpy", "torch", "stable-baselines3", "gymnasium", "pettingzoo", "mlflow", "pydantic")
 
 
+class TrackingError(RuntimeError):
+    """The MLflow tracking store cannot be used (message names the URI)."""
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<abs cwd>/mlflow.db``; disables MLflow telemetry."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -71,12 +75,15 @@ class Tracker:
         self._mlflow = mlflow
         uri = tracking_uri()
         mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(experiment) is None:
-            location = None
-            if uri.startswith("sqlite:///"):  # artifacts next to the database, not relative to the cwd
-                location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-            mlflow.create_experiment(experiment, artifact_location=location)
-        mlflow.set_experiment(experiment)
+        try:
+            if mlflow.get_experiment_by_name(experiment) is None:
+                location = None
+                if uri.startswith("sqlite:///"):  # artifacts next to the database, not relative to the cwd
+                    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+                mlflow.create_experiment(experiment, artifact_location=location)
+            mlflow.set_experiment(experiment)
+        except Exception as e:  # noqa: BLE001 - MLflow raises many types; report one clear error
+            raise TrackingError(f"MLflow tracking at {uri}: {str(e).splitlines()[0][:300]}") from None
         self._run_name = run_name
 
     def start(self, run_id: str | None = None) -> str | None:
@@ -104,9 +111,16 @@ class Tracker:
             mlflow.log_artifact(str(scenario_path), "config")
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if self.enabled:
-            clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        """Log metrics; a failing store (e.g. a server hiccup) warns instead of stopping the training."""
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        try:
             self._mlflow.log_metrics(clean, step=step)
+        except Exception as e:  # noqa: BLE001
+            import warnings
+
+            warnings.warn(f"MLflow: metrics at step {step} not logged ({str(e).splitlines()[0][:200]})", stacklevel=2)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self.enabled:
