@@ -153,3 +153,16 @@ def test_wraps_in_vecnormalize_and_sb3_ppo_runs() -> None:
     model = PPO("MlpPolicy", venv, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu")
     model.learn(32)
     assert model.num_timesteps == 32
+
+
+@pytest.mark.parametrize("mode", ["quantity", "order_up_to"])
+def test_action_mode_of_the_mapper_wins_over_the_scenarios(mode: str) -> None:
+    """single_node's scenario says order_up_to; the adapter decodes with the mode it was built with."""
+    net = _net("single_node", periods=5)
+    env = _env(net, B=2, mode=mode)
+    env.reset()
+    state = env.batched.state
+    a = np.full((env.num_envs, env.action_space.shape[0]), 0.5, dtype=np.float32)
+    want = env.mapper.decode(a.reshape(2, 1, -1), state).orders  # [B, N, K]
+    env.step(a)
+    assert np.allclose(env.batched.state.pipeline[..., 0], want)  # lead time 2: arrives at the start of t + 2

@@ -38,7 +38,13 @@ class InventoryVecEnv(VecEnv):
         self.net = net
         self.mapper = mapper
         self.batched = BatchedInventoryEnv(
-            net, n_envs, seed=seed, reward=reward, reward_weight=reward_weight, visibility=mapper.spaces.visibility
+            net,
+            n_envs,
+            seed=seed,
+            reward=reward,
+            reward_weight=reward_weight,
+            visibility=mapper.spaces.visibility,
+            action_mode=mapper.spaces.action_mode,
         )
         self.n_agents = net.n_nodes
         self.n_envs = n_envs
@@ -123,8 +129,10 @@ class InventoryVecEnv(VecEnv):
         a = np.clip(self._actions.reshape(B, N, -1), -1.0, 1.0)
         self._actions = None
         t = self.batched.state.t
-        action = self.mapper.decode(a, self.batched.state)
-        obs, rew, done, out = self.batched.step_quantities(action)
+        if self.mapper.mode == "residual":
+            obs, rew, done, out = self.batched.step_quantities(self.mapper.decode(a, self.batched.state))
+        else:  # the env's own decoding (one compiled call on the numba backend)
+            obs, rew, done, out = self.batched.step(a)
         cost = out.cost.sum(axis=1)  # [B]
         self._ret += rew
         if t >= self.net.warmup:
