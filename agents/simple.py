@@ -65,18 +65,20 @@ class OrderUpTo:
 
     name = "order_up_to"
 
-    def __init__(self, net: Network, levels: np.ndarray | dict[str, float] | None = None) -> None:
+    def __init__(self, net: Network, levels: np.ndarray | dict[str, float | list[float]] | None = None) -> None:
         self.net = net
         if levels is None:
             levels = net.scenario.agents.base_stock
         if levels is None:
             self.levels = default_levels(net)
         elif isinstance(levels, dict):
-            base = default_levels(net)
-            self.levels = np.array(
-                [[levels.get(n, base[i, k]) for k in range(net.n_skus)] for i, n in enumerate(net.node_ids)],
-                dtype=float,
-            )
+            unknown = sorted(set(levels) - set(net.node_ids))
+            if unknown:
+                raise ValueError(f"levels: unknown node(s) {unknown}")
+            self.levels = default_levels(net)
+            for i, n in enumerate(net.node_ids):
+                if n in levels:  # a number for every SKU, or one per SKU (as params() writes them)
+                    self.levels[i] = np.broadcast_to(np.asarray(levels[n], dtype=float), (net.n_skus,))
         else:
             self.levels = np.broadcast_to(np.asarray(levels, dtype=float), (net.n_nodes, net.n_skus)).copy()
 

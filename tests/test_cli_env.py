@@ -128,3 +128,20 @@ def test_simulate_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no_such_policy" in flat(res.output)
     res = runner.invoke(app, ["simulate", "--scenario", "two_stores", "--episodes", "0"])
     assert res.exit_code == 2
+
+
+def test_order_up_to_params_round_trip() -> None:
+    import json
+
+    import numpy as np
+    from invnet.agents.registry import make_policy
+    from invnet.envs import compile_network, load_scenario
+
+    net = compile_network(load_scenario("hub_spoke"))
+    pol = make_policy("order_up_to", net, levels={"dc": 300, "store_east": [40]})
+    assert pol.levels.shape == (net.n_nodes, net.n_skus)
+    assert pol.levels[0, 0] == 300 and pol.levels[net.node_ids.index("store_east"), 0] == 40
+    again = make_policy("order_up_to", net, **json.loads(json.dumps(pol.params())))
+    np.testing.assert_array_equal(again.levels, pol.levels)
+    with pytest.raises(ValueError, match="levels: unknown node"):
+        make_policy("order_up_to", net, levels={"nowhere": 3})
