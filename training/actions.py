@@ -54,18 +54,11 @@ def base_policy_for(
 
 def policy_spec(policy: Policy) -> dict[str, Any]:
     """A JSON-serialisable description ``{"name", "params"}`` that :func:`policy_from_spec` rebuilds."""
-    params = policy.params()
-    if policy.name == "order_up_to" and hasattr(policy, "levels"):
-        params = {"levels": np.asarray(policy.levels).tolist()}
-    return {"name": policy.name, "params": params}
+    return {"name": policy.name, "params": policy.params()}
 
 
 def policy_from_spec(spec: dict[str, Any], net: Network) -> Policy:
     """Rebuild a policy from :func:`policy_spec` output for ``net``."""
-    if spec["name"] == "order_up_to":
-        from invnet.agents.simple import OrderUpTo
-
-        return OrderUpTo(net, levels=np.asarray(spec["params"]["levels"], dtype=float))
     from invnet.agents.registry import make_policy
 
     return make_policy(spec["name"], net, **spec["params"])
