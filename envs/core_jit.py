@@ -8,11 +8,15 @@ lanes, nodes and SKUs and write into preallocated arrays. ``tests/test_core_jit.
 output and the next state against the NumPy core on random scenarios and on every shipped scenario.
 
 - :func:`step_jit` has the contract of :func:`invnet.envs.core.step` (same arrays, shapes and dtypes).
-- :class:`JitStepper` fuses action decoding, the step and the observation of the next state into one
-  kernel call (what :class:`invnet.envs.batched.BatchedInventoryEnv` uses with ``backend="numba"``), so a
-  step costs one dispatch instead of ~150 small NumPy calls.
+- :class:`JitStepper` fuses action decoding, the step, the rewards and the observation of the next state
+  into one kernel call (what :class:`invnet.envs.batched.BatchedInventoryEnv` uses with ``backend="numba"``),
+  so a step costs one dispatch instead of ~150 small NumPy calls.
 
-Kernels are compiled on first use and cached on disk (``cache=True``).
+The loop bodies are ``inline="always"`` functions taking ``fixed_k``; the cached entry points pass 1 (one
+SKU, the common case: LLVM then unrolls the SKU loops, ~1.4x faster) or 0 (K read from the arrays).
+Several-SKU networks step through three calls (decode, step, observe) rather than a second fused kernel.
+Kernels are compiled on first use (~30 s for the one-SKU set, ~15 s more for several SKUs) and cached
+on disk (``cache=True``, in ``envs/__pycache__``), so later processes load them in well under a second.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import numba
 import numpy as np
 from invnet.envs.core import Action, Exogenous, State, StepOutput
 from invnet.envs.network import Network
-from invnet.envs.spaces import AgentSpaces
+from invnet.envs.spaces import AgentSpaces, team_rewards
 
 _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _step_kernel(
+@numba.njit(inline="always", error_model="numpy")
+def _step_body(
+    fixed_k,  # compile-time SKU count (1) or 0: read K from the arrays
     t,
     flags,  # [4] int: t + 1 < periods, fixed supplier lead times, pipeline holding, backorder
     on_hand,  # [B, N, K] state at decision time
@@ -74,6 +79,8 @@ def _step_kernel(
     lane_shipped, lane_flow = lane_out[0], lane_out[1]
     pipeline_next, pipe_rate_next = pipe_out[0], pipe_out[1]
     B, N, K = on_hand.shape
+    if fixed_k:  # a constant in the specialised kernels: LLVM unrolls the SKU loops (1.5x for one SKU)
+        K = fixed_k
     E = transfers.shape[1]
     P = pipeline.shape[3]
     H = hist.shape[3]
@@ -289,13 +296,15 @@ def _step_kernel(
                     on_hand_next[b, n, k] = on_hand_out[b, n, k]
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _decode_kernel(
-    actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
+@numba.njit(inline="always", error_model="numpy")
+def _decode_body(
+    fixed_k, actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
 ):
     """AgentSpaces.decode into ``orders`` / ``transfers``; False if an action is NaN, infinite or beyond 1 + 1e-6."""
     B = actions.shape[0]
     N, K = order_idx.shape
+    if fixed_k:
+        K = fixed_k
     E = tr_idx.shape[0]
     P = pipeline.shape[3]
     width = actions.shape[1] * actions.shape[2]
@@ -323,12 +332,15 @@ def _decode_kernel(
     return ok
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _observe_kernel(
-    on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, out
-):
+@numba.njit(inline="always", error_model="numpy")
+def _observe_body(
+    fixed_k, on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src,
+    src_dos, out,
+):  # fmt: skip
     """AgentSpaces.observe into the float32 buffer ``out`` [B, N, obs_dim] (same layout and rounding)."""
     B, N, K = on_hand.shape
+    if fixed_k:
+        K = fixed_k
     P = pipeline.shape[3]
     H = hist.shape[3]
     F = feats.shape[1]
@@ -373,7 +385,7 @@ def _observe_kernel(
                     out[b, n, v + j] = stock[j] * inv[j]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(inline="always", error_model="numpy")
 def _rewards_kernel(cost_out, mode, weight, rewards):
     """team_rewards: team = -network cost (mode 0), local = -own cost (1), mixed = w local + (1 - w) team (2)."""
     B, N = rewards.shape
@@ -391,70 +403,74 @@ def _rewards_kernel(cost_out, mode, weight, rewards):
                 rewards[b, n] = weight * own + (1.0 - weight) * -team
 
 
+# Specialised entry points: the bodies above are inlined with ``fixed_k`` a constant (numba caches these).
 @numba.njit(cache=True, error_model="numpy")
-def _env_kernel(
-    actions,
-    dec_i,
-    tr_idx,
-    half_order,
-    half_tr,
-    up_to,
-    orders,
-    transfers,
-    t,
-    flags,
-    on_hand,
-    backlog,
-    pipeline,
-    pipe_rate,
-    arrived,
-    hist,
-    demand_all,
-    lead_all,
-    node_i,
-    lane_i,
-    lane_f,
-    capacity,
-    holding,
-    penalty,
-    disrupted,
-    scal,
-    cost_out,
-    node_out,
-    lane_out,
-    pipe_out,
+def _step_kernel_k1(
+    t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all, lead_all,
+    node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out, pipe_out,
     hist_next,
-    reward_mode,
-    reward_weight,
-    rewards,
-    observe,
-    forecast,
-    inv,
-    time3,
-    feats,
-    vis,
-    to,
-    recv_onhand,
-    recv_dos,
-    src,
-    src_dos,
-    obs,
+):  # fmt: skip
+    _step_body(
+        1, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all,
+        lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out,
+        lane_out, pipe_out, hist_next,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _step_kernel(
+    t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all, lead_all,
+    node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out, pipe_out,
+    hist_next,
+):  # fmt: skip
+    _step_body(
+        0, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all,
+        lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out,
+        lane_out, pipe_out, hist_next,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _decode_kernel(
+    actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
 ):
-    """Decode + step + rewards + observation of the next state in one call; False (nothing done) on bad actions."""
-    if not _decode_kernel(
-        actions, dec_i, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
+    return _decode_body(
+        0, actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
+    )
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _observe_kernel(
+    on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, out,
+):  # fmt: skip
+    _observe_body(
+        0, on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src,
+        src_dos, out,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _env_kernel_k1(
+    actions, dec_i, tr_idx, half_order, half_tr, up_to, orders, transfers, t, flags, on_hand, backlog, pipeline,
+    pipe_rate, arrived, hist, demand_all, lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted,
+    scal, cost_out, node_out, lane_out, pipe_out, hist_next, reward_mode, reward_weight, rewards, observe,
+    forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
+):  # fmt: skip
+    """Decode + step + rewards + observation of the next state (one SKU); False on bad actions."""
+    if not _decode_body(
+        1, actions, dec_i, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
     ):
-        return False
-    _step_kernel(
-        t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all, lead_all,
-        node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out, pipe_out,
-        hist_next,
+        return False  # nothing written: the caller raises AgentSpaces.decode's error
+    _step_body(
+        1, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all,
+        lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out,
+        pipe_out, hist_next,
     )  # fmt: skip
     _rewards_kernel(cost_out, reward_mode, reward_weight, rewards)
     if observe:
-        _observe_kernel(
-            node_out[11], node_out[3], pipe_out[0], hist_next, forecast, inv, time3, feats, vis, to, recv_onhand,
-            recv_dos, src, src_dos, obs,
+        _observe_body(
+            1, node_out[11], node_out[3], pipe_out[0], hist_next, forecast, inv, time3, feats, vis, to,
+            recv_onhand, recv_dos, src, src_dos, obs,
         )  # fmt: skip
     return True
 
@@ -553,6 +569,12 @@ class _Buffers:
         return state, out
 
 
+def _c(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """C-contiguous arrays (no copy when they are): one compiled specialisation instead of one per layout
+    (``initial_state``'s broadcast copies come out F-ordered)."""
+    return tuple(x if x.flags.c_contiguous else np.ascontiguousarray(x) for x in arrays)
+
+
 def _frozen(cls: type, **values: object) -> Any:
     """``cls(**values)`` for a frozen dataclass without its per-field ``object.__setattr__`` (a third of a
     B = 1 step); every field is given (``_FIELDS`` checks the names once at import)."""
@@ -574,9 +596,10 @@ def step_jit(net: Network, state: State, action: Action, exo: Exogenous) -> tupl
     """:func:`invnet.envs.core.step` compiled: same contract (pure; same fields, shapes and dtypes)."""
     c = _consts(net)
     buf = _buffers(state, net.n_lanes)
-    _step_kernel(
-        state.t, c.flags[state.t], state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
-        state.demand_hist, action.orders, action.transfers, exo.demand, exo.lead_time, c.node_i, c.lane_i, c.lane_f,
+    kernel = _step_kernel_k1 if net.n_skus == 1 else _step_kernel
+    kernel(
+        state.t, c.flags[state.t], *_c(state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
+        state.demand_hist, action.orders, action.transfers, exo.demand, exo.lead_time), c.node_i, c.lane_i, c.lane_f,
         c.capacity, c.holding, c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist,
     )  # fmt: skip
     return buf.results(state.t, action.orders)
@@ -595,6 +618,7 @@ class JitStepper:
         self._half_order = np.ascontiguousarray(half_order.reshape(net.n_nodes), dtype=float)
         self._half_tr = np.ascontiguousarray(half_tr.reshape(net.n_lanes), dtype=float)
         self._up_to = spaces.action_mode == "order_up_to"
+        self._reward_name = reward_mode
         self._reward_mode = ("team", "local", "mixed").index(reward_mode)
         self._reward_weight = float(reward_weight)
         p = spaces._obs_plan
@@ -620,8 +644,8 @@ class JitStepper:
         orders = np.empty((B, N, K))
         transfers = np.empty((B, sp.net.n_lanes, K))
         ok = _decode_kernel(
-            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, state.on_hand,
-            state.pipeline, state.backlog, orders, transfers,
+            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to,
+            *_c(state.on_hand, state.pipeline, state.backlog), orders, transfers,
         )  # fmt: skip
         if not ok:
             return sp.decode(actions, state)  # raises ValueError naming the problem
@@ -637,6 +661,10 @@ class JitStepper:
         sp, c = self.spaces, self.c
         net = sp.net
         B, N, K = state.on_hand.shape
+        if K != 1:  # several SKUs: three compiled calls (one fused kernel per SKU count would double compile time)
+            new_state, out = self.step(state, self.decode(actions, state), exo)
+            rewards = team_rewards(out.cost, self._reward_name, self._reward_weight)
+            return new_state, out, rewards, (self.observe(new_state) if observe else None)
         a = np.ascontiguousarray(actions, dtype=np.float64)
         if a.shape != (B, N, sp.action_dim):
             sp.decode(actions, state)  # raises ValueError naming the shape
@@ -645,10 +673,10 @@ class JitStepper:
         buf = _buffers(state, E)
         rewards = np.empty((B, N))
         obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
-        ok = _env_kernel(
+        ok = _env_kernel_k1(
             a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, orders, transfers,
-            t, c.flags[t], state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
-            state.demand_hist, exo.demand, exo.lead_time, c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding,
+            t, c.flags[t], *_c(state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
+            state.demand_hist, exo.demand, exo.lead_time), c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding,
             c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist,
             self._reward_mode, self._reward_weight, rewards,
             observe, self._forecast[min(t + 1, net.periods - 1)], self._inv, self._time[t + 1], self._feats,
@@ -666,7 +694,7 @@ class JitStepper:
         net = sp.net
         out = np.empty((state.batch_size, net.n_nodes, sp.obs_dim), dtype=np.float32)
         _observe_kernel(
-            state.on_hand, state.backlog, state.pipeline, state.demand_hist,
+            *_c(state.on_hand, state.backlog, state.pipeline, state.demand_hist),
             self._forecast[min(state.t, net.periods - 1)], self._inv, self._time[min(state.t, net.periods)],
             self._feats, self._vis, self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, out,
         )  # fmt: skip
