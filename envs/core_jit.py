@@ -633,6 +633,9 @@ class JitStepper:
         self._src = p["src"].astype(np.int64)
         self._src_dos = np.ascontiguousarray(p["src_dos"], dtype=float)
         self._time = [spaces._time(_AtT(t)) for t in range(net.periods + 1)]  # [3] per t, as observe computes it
+        self._own_state: State | None = None  # the last state advance() built (C-contiguous by construction)
+        self._exo: Exogenous | None = None
+        self._exo_arrays: tuple[np.ndarray, ...] = ()
 
     def decode(self, actions: np.ndarray, state: State) -> Action:
         """:meth:`AgentSpaces.decode` compiled (falls back to it to raise the same errors on bad input)."""
@@ -675,8 +678,7 @@ class JitStepper:
         obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
         ok = _env_kernel_k1(
             a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, orders, transfers,
-            t, c.flags[t], *_c(state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived,
-            state.demand_hist, exo.demand, exo.lead_time), c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding,
+            t, c.flags[t], *self._inputs(state, exo), c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding,
             c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist,
             self._reward_mode, self._reward_weight, rewards,
             observe, self._forecast[min(t + 1, net.periods - 1)], self._inv, self._time[t + 1], self._feats,
@@ -686,7 +688,15 @@ class JitStepper:
             sp.decode(actions, state)  # raises ValueError naming the problem
             raise AssertionError("unreachable: the compiled decode refused actions that AgentSpaces.decode accepts")
         new_state, out = buf.results(t, orders)
+        self._own_state = new_state
         return new_state, out, rewards, (obs if observe else None)
+
+    def _inputs(self, state: State, exo: Exogenous) -> tuple[np.ndarray, ...]:
+        """State and exogenous arrays for the kernel, C-contiguous (checked unless this stepper made them)."""
+        if exo is not self._exo:
+            self._exo, self._exo_arrays = exo, _c(exo.demand, exo.lead_time)
+        fields = (state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived, state.demand_hist)
+        return (*(fields if state is self._own_state else _c(*fields)), *self._exo_arrays)
 
     def observe(self, state: State) -> np.ndarray:
         """:meth:`AgentSpaces.observe` compiled: [B, N, obs_dim] float32."""

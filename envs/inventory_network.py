@@ -133,7 +133,10 @@ class InventoryNetworkEnv(ParallelEnv):
             unknown = [a for a in actions if a not in self.possible_agents]
             if unknown:
                 raise ValueError(f"actions: unknown agent(s) {unknown}")
-        a = np.array([np.asarray(actions[n], dtype=float).reshape(-1) for n in names])[None]
+        a = np.array([actions[n] for n in names], dtype=float)  # [N, action_dim] when every action is a vector
+        if a.ndim != 2:
+            a = np.array([np.asarray(actions[n], dtype=float).reshape(-1) for n in names])
+        a = a[None]
         obs, rewards, done, out = self._env.step(a)
         self._last = out
         infos = node_infos(out, names)
