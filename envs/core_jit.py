@@ -585,6 +585,7 @@ def _frozen(cls: type, **values: object) -> Any:
 
 _FIELDS = {cls: {f.name for f in fields(cls)} for cls in (State, StepOutput)}
 assert _FIELDS[StepOutput] == set(_COSTS) | set(_NODE_OUT) | {"demand", "ordered", "lane_shipped", "lane_flow"}
+assert _FIELDS[State] == {"t", "on_hand", "backlog", "pipeline", "pipe_rate", "arrived", "demand_hist"}
 
 
 def _buffers(state: State, E: int) -> _Buffers:
