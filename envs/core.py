@@ -122,6 +122,22 @@ class StepOutput:
         return self.holding_cost + self.shortage_cost + self.order_cost + self.transfer_cost
 
 
+def observed_state(
+    t: int, on_hand: np.ndarray, backlog: np.ndarray, pipeline: np.ndarray, demand_hist: np.ndarray
+) -> State:
+    """A decision-time state from observed stock (server requests, pyfunc input): nothing in transit is
+    charged pipeline holding and no arrival is recorded for period ``t``."""
+    return State(
+        t=t,
+        on_hand=on_hand,
+        backlog=backlog,
+        pipeline=pipeline,
+        pipe_rate=np.zeros_like(pipeline),
+        arrived=np.zeros_like(on_hand),
+        demand_hist=demand_hist,
+    )
+
+
 def initial_state(net: Network, batch_size: int, history: int = 4) -> State:
     """State at decision time of period 0: initial stock, empty pipeline, no history."""
     B, N, K, P = batch_size, net.n_nodes, net.n_skus, net.pipeline_len

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from invnet.agents.base import Policy
-from invnet.envs.core import Action, Exogenous, State, step
+from invnet.envs.core import Action, Exogenous, State, observed_state, step
 from invnet.envs.network import Network
 from invnet.serving.schemas import RecommendationRequest
 
@@ -248,15 +248,7 @@ def build_state(
             problems.append(((*rloc, "nodes"), f"missing node(s): {', '.join(miss[:20])}{more}"))
     if problems:
         raise RequestError(problems)
-    state = State(
-        t=t,
-        on_hand=on_hand,
-        backlog=backlog,
-        pipeline=pipeline,
-        pipe_rate=np.zeros_like(pipeline),
-        arrived=np.zeros_like(on_hand),
-        demand_hist=hist,
-    )
+    state = observed_state(t, on_hand, backlog, pipeline, hist)
     return state, rate
 
 

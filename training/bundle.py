@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 from invnet.agents.learned import LearnedPolicy, network_fingerprint
-from invnet.envs.core import Action, State
+from invnet.envs.core import Action, State, observed_state
 from invnet.envs.network import Network, compile_network
 
 BUNDLE_FORMAT = "invnet-policy-bundle"
@@ -268,15 +268,7 @@ def state_from_frame(net: Network, frame: Any) -> State:
     for name, arr in (("on_hand", on_hand), ("backlog", backlog), ("pipeline", pipeline)):
         if not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise ValueError(f"input: {name} must be finite and >= 0")
-    return State(
-        t=t,
-        on_hand=on_hand,
-        backlog=backlog,
-        pipeline=pipeline,
-        pipe_rate=np.zeros_like(pipeline),
-        arrived=np.zeros_like(on_hand),
-        demand_hist=hist,
-    )
+    return observed_state(t, on_hand, backlog, pipeline, hist)
 
 
 def action_to_frame(net: Network, action: Action) -> Any:
