@@ -201,17 +201,27 @@ def load_mlflow_policy(uri: str, net: Network | None = None) -> LearnedPolicy:
 
 def log_pyfunc_model(path: str | Path, register_as: str | None = None, name: str = "policy") -> str:
     """Log a bundle to the active MLflow run as a pyfunc model; returns the model URI."""
+    import logging
+
     import mlflow
     from invnet.training.pyfunc import PolicyModel
 
     d = bundle_dir(path)
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=PolicyModel(),
-        artifacts={"bundle": str(d)},
-        registered_model_name=register_as,
-        pip_requirements=["invnet"],
-    )
+    # PolicyModel is a small stateless class whose weights travel as the "bundle" artifact: MLflow's
+    # CloudPickle caution about python_model objects is noise here.
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=PolicyModel(),
+            artifacts={"bundle": str(d)},
+            registered_model_name=register_as,
+            pip_requirements=["invnet"],
+        )
+    finally:
+        pyfunc_log.setLevel(level)
     return info.model_uri
 
 

@@ -40,6 +40,9 @@ class TrainProgress:
 
     def __enter__(self) -> TrainProgress:
         if self.enabled:
+            console = self._console or Console()
+            if not console.is_terminal and console.width < 140:
+                console = Console(width=140)  # piped output (make demo | tee, CI logs): room for every column
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(bar_width=24),
@@ -49,7 +52,7 @@ class TrainProgress:
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[stats]}"),
-                console=self._console,
+                console=console,
                 transient=False,
             )
             self._progress.__enter__()

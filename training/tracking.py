@@ -7,6 +7,7 @@ is a no-op so training code never branches on whether MLflow is on.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -24,6 +25,7 @@ class TrackingError(RuntimeError):
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<abs cwd>/mlflow.db``; disables MLflow telemetry."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial tables..." lines
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     return uri if uri else f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
