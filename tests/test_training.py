@@ -223,6 +223,11 @@ def test_cli_train_and_resume_and_clear_errors(tmp_path: Path, monkeypatch: pyte
     assert load_checkpoint(tmp_path / "o")["iteration"] == 3
     r = runner.invoke(app, ["train", "--resume", "missing"])
     assert r.exit_code == 2 and "no checkpoint" in r.output
+    # flags that would change the saved config are named as the user typed them
+    r = runner.invoke(app, ["train", "--resume", "o", "--no-mlflow", "--register", "m", "--seed", "3"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    named = " ".join(r.output.split())
+    assert "--no-mlflow" in named and "--register" in named and "--seed" in named and "--register-as" not in named
 
 
 @pytest.mark.slow

@@ -45,7 +45,12 @@ def register(app: typer.Typer) -> None:
 
         try:
             if resume is not None:
-                given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k != "steps"]
+                flag = {"register_as": "--register", "mlflow": "--no-mlflow"}  # config key -> its CLI flag
+                given = [
+                    flag.get(k, f"--{k.replace('_', '-')}")
+                    for k, v in overrides.items()
+                    if v is not None and k != "steps"
+                ]
                 if given or config:
                     fail(f"--resume continues with the run's saved config; drop {', '.join(given or ['--config'])}")
                 result = train(None, progress=not no_progress, resume=resume, steps=steps)
