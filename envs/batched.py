@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from invnet.envs.core import Action, Exogenous, State, StepOutput, initial_state, step, validate_action
-from invnet.envs.demand import DEMAND_STREAM, LEAD_TIME_STREAM, DemandSampler, episode_rng, sample_lead_times
+from invnet.envs.demand import DemandSampler, sample_lead_times
 from invnet.envs.network import Network, compile_network
 from invnet.envs.scenario import Scenario
 from invnet.envs.spaces import AgentSpaces, team_rewards
@@ -20,17 +20,12 @@ BACKENDS = ("auto", "numpy", "numba")
 
 
 def sample_exogenous(net: Network, sampler: DemandSampler, seeds: list[int], reset_count: int) -> Exogenous:
-    """Draw demand and lead times for one episode per seed (independent streams, CRN-safe)."""
-    demand = np.stack([sampler.sample(episode_rng(s, reset_count, DEMAND_STREAM)) for s in seeds])
+    """Draw demand and lead times of episode ``reset_count`` for each seed (independent streams, CRN-safe)."""
+    demand = sampler.sample(seeds, reset_count)
     if np.all(net.lt_cdf[:, 0] >= 1.0):  # fixed lead times: the draw would pick the only value anyway
         lead = np.broadcast_to(net.lt_values[:, 0], (len(seeds), net.periods, net.n_nodes)).copy()
     else:
-        lead = np.stack(
-            [
-                sample_lead_times(net.lt_values, net.lt_cdf, net.periods, episode_rng(s, reset_count, LEAD_TIME_STREAM))
-                for s in seeds
-            ]
-        )
+        lead = sample_lead_times(net.node_ids, net.lt_values, net.lt_cdf, net.periods, seeds, reset_count)
     return Exogenous(demand=demand, lead_time=lead)
 
 

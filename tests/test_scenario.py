@@ -18,7 +18,7 @@ from invnet.envs import (
     load_scenario,
     parse_scenario,
 )
-from invnet.envs.demand import DemandSampler, episode_rng
+from invnet.envs.demand import DemandSampler
 
 
 def base() -> dict[str, Any]:
@@ -196,7 +196,7 @@ def test_replay_from_csv_and_parquet(tmp_path: Path, fmt: str) -> None:
     df = replay_table(10)
     df.to_csv(path, index=False) if fmt == "csv" else df.to_parquet(path)
     net = compile_network(parse_scenario(replay_scenario(path)))
-    d = DemandSampler(net.scenario, net.mean_demand).sample(np.random.default_rng(0))  # [T, N, K]
+    d = DemandSampler(net.scenario, net.mean_demand).sample([0], 0)[0]  # [T, N, K]
     np.testing.assert_array_equal(d[:, 1, 0], np.arange(10.0))
     np.testing.assert_array_equal(d[:, 2, 0], np.arange(10.0) + 10)
     np.testing.assert_array_equal(d[:, 0, 0], 0.0)  # the hub has no rows: no external demand
@@ -206,7 +206,7 @@ def test_replay_longer_table_draws_a_window(tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     replay_table(30).to_csv(path, index=False)
     net = compile_network(parse_scenario(replay_scenario(path)))
-    d = DemandSampler(net.scenario, net.mean_demand).sample(np.random.default_rng(4))
+    d = DemandSampler(net.scenario, net.mean_demand).sample([4], 0)[0]
     start = d[0, 1, 0]
     np.testing.assert_array_equal(d[:, 1, 0], np.arange(start, start + 10))
 
@@ -247,7 +247,7 @@ def sample_many(data: dict[str, Any], episodes: int) -> np.ndarray:
     """[E, T, N, K] demand paths from the scenario's sampler."""
     net = compile_network(parse_scenario(data))
     sampler = DemandSampler(net.scenario, net.mean_demand)
-    return np.stack([sampler.sample(episode_rng(s, 0, 0)) for s in range(episodes)])
+    return sampler.sample(np.arange(episodes), 0)
 
 
 def test_seasonality_trend_and_shock_means() -> None:
