@@ -12,11 +12,18 @@ output and the next state against the NumPy core on random scenarios and on ever
   into one kernel call (what :class:`invnet.envs.batched.BatchedInventoryEnv` uses with ``backend="numba"``),
   so a step costs one dispatch instead of ~150 small NumPy calls.
 
-The loop bodies are ``inline="always"`` functions taking ``fixed_k``; the cached entry points pass 1 (one
-SKU, the common case: LLVM then unrolls the SKU loops, ~1.4x faster) or 0 (K read from the arrays).
-Several-SKU networks step through three calls (decode, step, observe) rather than a second fused kernel.
-Kernels are compiled on first use (~30 s for the one-SKU set, ~15 s more for several SKUs) and cached
-on disk (``cache=True``, in ``envs/__pycache__``), so later processes load them in well under a second.
+Kernel organisation: each stage is an ``inline="always"`` function over a range of batch rows
+(:func:`_decode_rows`, :func:`_step_rows`, :func:`_rewards_rows`, :func:`_observe_rows`) taking ``fixed_k``;
+the cached entry points pass 1 (one SKU, the common case: LLVM then unrolls the SKU loops) or 0 (K read from
+the arrays). The fused one-SKU step :func:`_env_rows_k1` runs the four stages block by block (``ROW_BLOCK``
+rows), so a block's data stays in L1/L2 from its actions to its observation instead of four passes over the
+whole batch; a row's intermediate values live in small scratch arrays and every output is stored once.
+:func:`_env_kernel_k1` calls it for all rows; :func:`_env_kernel_k1_par` (``parallel=True``) for chunks of
+``PARALLEL_CHUNK`` rows on all cores, used for batches of at least ``PARALLEL_MIN_BATCH`` rows when numba has a
+thread-safe threading layer (tbb or omp, see :func:`parallel_available`); rows are independent, so both give
+bit-identical results. Several-SKU networks step through three calls (decode, step, observe) rather than a
+second fused kernel. Kernels are compiled on first use and cached on disk (``cache=True``, in
+``envs/__pycache__``), so later processes load them in well under a second.
 """
 
 from __future__ import annotations
@@ -34,9 +41,37 @@ from invnet.envs.spaces import AgentSpaces, team_rewards
 _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
 
+ROW_BLOCK = 16  # rows per block of the fused kernels: each stage runs over a block, whose data stays in L1/L2
+
+
 @numba.njit(inline="always", error_model="numpy")
-def _step_body(
+def _step_scratch(t, K, P, consts):
+    """:func:`_step_rows`' per-call constants (the receiver whose order rides each lane, -1 if none; any
+    disruption now; any finite storage capacity) and row scratch, allocated once per kernel call or parallel
+    chunk and reused by every row."""
+    node_i, lane_i, capacity, disrupted = consts[0], consts[1], consts[3], consts[6]
+    source_lane = node_i[1]
+    N = source_lane.shape[0]
+    E = lane_i.shape[1]
+    order_of = np.full(E, -1, dtype=np.int64)
+    for n in range(N):
+        if source_lane[n] >= 0:
+            order_of[source_lane[n]] = n
+    any_down = False
+    any_cap = False
+    for n in range(N):
+        any_down = any_down or disrupted[t, n]
+        any_cap = any_cap or math.isfinite(capacity[n])
+    node_s, lane_s, pipe_s, vec_s = np.empty((7, N, K)), np.empty((2, E, K)), np.empty((2, N, K, P)), np.empty((4, N))
+    return order_of, any_down, any_cap, node_s, lane_s, pipe_s, vec_s
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _step_rows(
     fixed_k,  # compile-time SKU count (1) or 0: read K from the arrays
+    lo,  # rows lo..hi-1
+    hi,
+    toff,  # row b's transfers are transfers[b - toff]
     t,
     flags,  # [4] int: t + 1 < periods, fixed supplier lead times, pipeline holding, backorder
     on_hand,  # [B, N, K] state at decision time
@@ -46,67 +81,50 @@ def _step_body(
     arrived,  # [B, N, K]
     hist,  # [B, N, K, H]
     orders,  # [B, N, K] action
-    transfers,  # [B, E, K]
+    transfers,  # [B or 1, E, K]
     demand_all,  # [B, T, N, K] exogenous demand
     lead_all,  # [B, T, N] supplier lead time of an order placed in t
-    node_i,  # [3, N] int: supplier-fed flag, source lane (-1 for supplier-fed), fixed supplier lead time
-    lane_i,  # [3, E] int: sender, receiver, lead time
-    lane_f,  # [3, E] float: unit cost, fixed cost, capacity
-    capacity,  # [N] storage capacity (inf = none)
-    holding,  # [N, K]
-    penalty,  # [N, K]
-    disrupted,  # [T + 1, N] bool (last row all False)
-    scal,  # [3] float: order fixed cost, order unit cost, supplier holding rate
+    consts,  # per-network arrays: node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal
     cost_out,  # [4, B, N] outputs, in _COSTS order
     node_out,  # [14, B, N, K] outputs, in _NODE_OUT order
     lane_out,  # [2, B, E, K] lane_shipped, lane_flow
     pipe_out,  # [2, B, N, K, P] next pipeline, next pipe_rate
     hist_next,  # [B, N, K, H] next demand history
+    scratch,  # _step_scratch: per-call constants and row scratch
 ):
+    """Rows qo..hi-1 of the step. A row's intermediate values live in small scratch arrays (L1-resident) and
+    every output element is stored once. Arguments are grouped in tuples: numba cannot inline a call with more
+    than 30 arguments (CPython compiles it as a call with ``*args``)."""
+    node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal = consts
+    order_of, any_down, any_cap, node_s, lane_s, pipe_s, vec_s = scratch
     has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
-    is_sup, source_lane, lt0 = node_i[0], node_i[1], node_i[2]
+    is_sup, lt0 = node_i[0], node_i[2]
     lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
     lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
     down_now, down_next = disrupted[t], disrupted[t + 1]
     order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
-    demand = demand_all[:, t]
-    lead = lead_all[:, t]
-    holding_cost, shortage_cost, order_cost, transfer_cost = cost_out[0], cost_out[1], cost_out[2], cost_out[3]
+    N = on_hand.shape[1]
+    K = fixed_k if fixed_k else on_hand.shape[2]  # a constant in the specialised kernels: LLVM unrolls SKU loops
+    E = lane_i.shape[1]
+    P = pipeline.shape[3]
+    H = hist.shape[3]
+    sup_in, asks_out, f_node, tr_ref = node_s[0], node_s[1], node_s[2], node_s[3]
+    oh, recv, osh = node_s[4], node_s[5], node_s[6]  # on-hand after shipping, received, order_shipped
+    lane_order, lane_tr = lane_s[0], lane_s[1]  # upstream-order and transfer parts of each lane's flow
+    pipe, rate = pipe_s[0], pipe_s[1]
+    f_recv, inbound, tc, oc = vec_s[0], vec_s[1], vec_s[2], vec_s[3]
+    lane_shipped, lane_flow = lane_out[0], lane_out[1]
     sales, served_now, lost_sales, backlog_out = node_out[0], node_out[1], node_out[2], node_out[3]
     on_hand_out, in_transit, received, order_shipped = node_out[4], node_out[5], node_out[6], node_out[7]
     supplier_in, shipped_out, refused = node_out[8], node_out[9], node_out[10]
     on_hand_next, arrived_next, demand_out = node_out[11], node_out[12], node_out[13]
-    lane_shipped, lane_flow = lane_out[0], lane_out[1]
     pipeline_next, pipe_rate_next = pipe_out[0], pipe_out[1]
-    B, N, K = on_hand.shape
-    if fixed_k:  # a constant in the specialised kernels: LLVM unrolls the SKU loops (1.5x for one SKU)
-        K = fixed_k
-    E = transfers.shape[1]
-    P = pipeline.shape[3]
-    H = hist.shape[3]
-    lane_order = np.empty((E, K))  # upstream-order part of each lane's flow
-    order_of = np.full(E, -1, dtype=np.int64)  # receiver whose upstream order rides lane e, -1 if none
-    for n in range(N):
-        if source_lane[n] >= 0:
-            order_of[source_lane[n]] = n
-    any_down = False
-    any_cap = False
-    for n in range(N):
-        any_down = any_down or down_now[n]
-        any_cap = any_cap or math.isfinite(capacity[n])
-    f_recv = np.ones(N)
-    f_node = np.empty((N, K))
-    asks_out = np.empty((N, K))
-    tr_refused = np.empty((N, K))
-    pipe = np.empty((N, K, P))
-    rate = np.empty((N, K, P))
-    inbound = np.empty(N)
-    for b in range(B):
+    for b in range(lo, hi):
         # 3a. disruption: a disrupted node's orders are refused; a lane with a disrupted end carries nothing
         for n in range(N):
+            keep = is_sup[n] != 0 and not down_now[n]
             for k in range(K):
-                q = orders[b, n, k]
-                supplier_in[b, n, k] = 0.0 if (down_now[n] or not is_sup[n]) else q
+                sup_in[n, k] = orders[b, n, k] if keep else 0.0
                 asks_out[n, k] = 0.0
         # 3b. lane capacity, shared by SKUs and by orders + transfers: both scaled by capacity / asks
         for e in range(E):
@@ -114,33 +132,32 @@ def _step_body(
             ok = not (any_down and (down_now[lane_from[e]] or down_now[lane_to[e]]))
             asks = 0.0
             for k in range(K):
-                tr = transfers[b, e, k] if ok else 0.0
-                lo = orders[b, r, k] if (ok and r >= 0) else 0.0
-                lane_shipped[b, e, k] = tr
-                lane_order[e, k] = lo
-                asks += lo + tr
-            f = 1.0
-            if asks > lane_cap[e]:
-                f = min(max(lane_cap[e] / asks, 0.0), 1.0)
-            if f < 1.0:
-                for k in range(K):
-                    lane_order[e, k] *= f
-                    lane_shipped[b, e, k] *= f
+                tr = transfers[b - toff, e, k] if ok else 0.0
+                qo = orders[b, r, k] if (ok and r >= 0) else 0.0
+                lane_tr[e, k] = tr
+                lane_order[e, k] = qo
+                asks += qo + tr
+            # f = capacity / asks when asks exceed the capacity, else 1: as a min, no branch on random data
+            # (inf capacity: inf / asks = inf -> 1; asks = 0 only scales zeros)
+            f = min(lane_cap[e] / max(asks, 1e-300), 1.0)
+            for k in range(K):
+                lane_order[e, k] *= f
+                lane_tr[e, k] *= f
             if not any_cap:
                 s = lane_from[e]
                 for k in range(K):
-                    asks_out[s, k] += lane_order[e, k] + lane_shipped[b, e, k]
+                    asks_out[s, k] += lane_order[e, k] + lane_tr[e, k]
         # 3c. receiver storage capacity: all inbound asks scaled by room / inbound
         if any_cap:
             for n in range(N):
                 s = 0.0
                 for k in range(K):
-                    s += supplier_in[b, n, k]
+                    s += sup_in[n, k]
                 inbound[n] = s
             for e in range(E):
                 s = 0.0
                 for k in range(K):
-                    s += lane_order[e, k] + lane_shipped[b, e, k]
+                    s += lane_order[e, k] + lane_tr[e, k]
                 inbound[lane_to[e]] += s
             for n in range(N):
                 f_recv[n] = 1.0
@@ -154,38 +171,37 @@ def _step_body(
                     if inbound[n] > room:
                         f_recv[n] = min(max(room / inbound[n], 0.0), 1.0)
                         for k in range(K):
-                            supplier_in[b, n, k] *= f_recv[n]
+                            sup_in[n, k] *= f_recv[n]
             for e in range(E):
                 f = f_recv[lane_to[e]]
                 s = lane_from[e]
                 for k in range(K):
                     if f < 1.0:
                         lane_order[e, k] *= f
-                        lane_shipped[b, e, k] *= f
-                    asks_out[s, k] += lane_order[e, k] + lane_shipped[b, e, k]
+                        lane_tr[e, k] *= f
+                    asks_out[s, k] += lane_order[e, k] + lane_tr[e, k]
         # 3d. sender stock, per SKU: every ask scaled by on_hand / asks (proportional rationing)
         for n in range(N):
-            c = 0.0
             for k in range(K):
                 a = asks_out[n, k]
-                if a > on_hand[b, n, k]:
-                    f_node[n, k] = on_hand[b, n, k] / a
-                    shipped_out[b, n, k] = a * f_node[n, k]
-                else:
-                    f_node[n, k] = 1.0
-                    shipped_out[b, n, k] = a
-                tr_refused[n, k] = 0.0
-                order_shipped[b, n, k] = supplier_in[b, n, k]
-                on_hand_out[b, n, k] = max(on_hand[b, n, k] - shipped_out[b, n, k], 0.0)
-                received[b, n, k] = arrived[b, n, k]
+                x = on_hand[b, n, k]
+                f_node[n, k] = x / a if a > x else 1.0
+                tr_ref[n, k] = 0.0
+                osh[n, k] = sup_in[n, k]
+                recv[n, k] = arrived[b, n, k]
                 for p in range(P):
                     pipe[n, k, p] = pipeline[b, n, k, p]
                     rate[n, k, p] = pipe_rate[b, n, k, p]
-            order_cost[b, n] = c
-            transfer_cost[b, n] = c
+            oc[n] = 0.0
+            tc[n] = 0.0
         # shipped units: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline;
         # lane costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed
         # charge per lane used, with the upstream order when the lane carries one
+        for n in range(N):  # on-hand after shipping (shipped_out is recomputed from f_node below, same rounding)
+            for k in range(K):
+                a = asks_out[n, k]
+                sh = a * f_node[n, k] if a > on_hand[b, n, k] else a
+                oh[n, k] = max(on_hand[b, n, k] - sh, 0.0)
         for e in range(E):
             s = lane_from[e]
             r = lane_to[e]
@@ -194,88 +210,91 @@ def _step_body(
             lt_sum = 0.0
             for k in range(K):
                 f = f_node[s, k]
-                lo = lane_order[e, k] * f
-                tr = lane_shipped[b, e, k] * f
+                qo = lane_order[e, k] * f
+                tr = lane_tr[e, k] * f
                 lane_shipped[b, e, k] = tr
-                q = lo + tr
+                q = qo + tr
                 lane_flow[b, e, k] = q
-                tr_refused[s, k] += transfers[b, e, k] - tr
+                tr_ref[s, k] += transfers[b - toff, e, k] - tr
                 if order_of[e] >= 0:
-                    order_shipped[b, r, k] += lo
-                lo_sum += lo
+                    osh[r, k] += qo
+                lo_sum += qo
                 lt_sum += tr
                 if L == 0:
-                    on_hand_out[b, r, k] += q
-                    received[b, r, k] += q
+                    oh[r, k] += q
+                    recv[r, k] += q
                 else:
                     pipe[r, k, L - 1] += q
                     if pipeline_holding:
                         rate[r, k, L - 1] += q * holding[s, k]
-            transfer_cost[b, s] += lt_sum * lane_unit[e]
+            tc[s] += lt_sum * lane_unit[e]
             if lo_sum != 0.0:
-                order_cost[b, r] += lo_sum * lane_unit[e]
+                oc[r] += lo_sum * lane_unit[e]
             if lo_sum > 1e-9:
-                order_cost[b, r] += lane_fixed[e]
+                oc[r] += lane_fixed[e]
             elif lt_sum > 1e-9:
-                transfer_cost[b, s] += lane_fixed[e]
+                tc[s] += lane_fixed[e]
         for n in range(N):
             if not is_sup[n]:
                 continue
-            L = lt0[n] if fixed_lt else lead[b, n]
+            L = lt0[n] if fixed_lt else lead_all[b, t, n]
             for k in range(K):
-                q = supplier_in[b, n, k]
+                q = sup_in[n, k]
                 if L == 0:
-                    on_hand_out[b, n, k] += q
-                    received[b, n, k] += q
+                    oh[n, k] += q
+                    recv[n, k] += q
                 else:
                     pipe[n, k, L - 1] += q
                     if pipeline_holding:
                         rate[n, k, L - 1] += q * supplier_holding
-        # 4. demand (backlog first in backorder mode) and 5. costs
+        # 4. demand (backlog first in backorder mode), 5. costs, and the advance: next period's arrivals join
+        # on-hand (a disrupted node's arrivals wait in transit); every output stored once
         for n in range(N):
             h = 0.0
             short = 0.0
             qty = 0.0
+            wait = down_next[n]
             for k in range(K):
-                refused[b, n, k] = max(orders[b, n, k] - order_shipped[b, n, k], 0.0) + max(tr_refused[n, k], 0.0)
-                d = demand[b, n, k]
+                a = asks_out[n, k]
+                x = on_hand[b, n, k]
+                shipped_out[b, n, k] = a * f_node[n, k] if a > x else a
+                supplier_in[b, n, k] = sup_in[n, k]
+                received[b, n, k] = recv[n, k]
+                order_shipped[b, n, k] = osh[n, k]
+                refused[b, n, k] = max(orders[b, n, k] - osh[n, k], 0.0) + max(tr_ref[n, k], 0.0)
+                d = demand_all[b, t, n, k]
                 demand_out[b, n, k] = d
+                bl = backlog[b, n, k]
+                o = oh[n, k]
                 if backorder:
-                    due = backlog[b, n, k] + d
-                    sold = min(on_hand_out[b, n, k], due)
-                    backlog_out[b, n, k] = due - sold
-                    served_now[b, n, k] = max(sold - backlog[b, n, k], 0.0)
+                    due = bl + d
+                    sold = min(o, due)
+                    bl_out = due - sold
+                    served_now[b, n, k] = max(sold - bl, 0.0)
                     lost_sales[b, n, k] = 0.0
-                    short += backlog_out[b, n, k] * penalty[n, k]
+                    short += bl_out * penalty[n, k]
                 else:
-                    sold = min(on_hand_out[b, n, k], d)
-                    lost_sales[b, n, k] = d - sold
+                    sold = min(o, d)
+                    lost = d - sold
+                    bl_out = bl
+                    lost_sales[b, n, k] = lost
                     served_now[b, n, k] = sold
-                    backlog_out[b, n, k] = backlog[b, n, k]
-                    short += lost_sales[b, n, k] * penalty[n, k]
+                    short += lost * penalty[n, k]
+                backlog_out[b, n, k] = bl_out
                 sales[b, n, k] = sold
-                on_hand_out[b, n, k] -= sold
-                h += on_hand_out[b, n, k] * holding[n, k]
-                qty += order_shipped[b, n, k]
+                o -= sold
+                on_hand_out[b, n, k] = o
+                h += o * holding[n, k]
+                qty += osh[n, k]
                 s = 0.0
                 for p in range(P):
                     s += pipe[n, k, p]
                     if pipeline_holding:
                         h += rate[n, k, p]
                 in_transit[b, n, k] = s
-            holding_cost[b, n] = h
-            shortage_cost[b, n] = short
-            c = order_unit * qty
-            if order_fixed != 0.0 and qty > 1e-9:
-                c += order_fixed
-            order_cost[b, n] += c
-        # advance: next period's arrivals join on-hand (a disrupted node's arrivals wait in transit)
-        for n in range(N):
-            wait = down_next[n]
-            for k in range(K):
                 for j in range(H - 1):
                     hist_next[b, n, k, j] = hist[b, n, k, j + 1]
-                hist_next[b, n, k, H - 1] = demand[b, n, k]
+                hist_next[b, n, k, H - 1] = d
                 if has_next:
                     for p in range(P - 1):
                         pipeline_next[b, n, k, p] = pipe[n, k, p + 1]
@@ -287,34 +306,52 @@ def _step_body(
                         pipeline_next[b, n, k, 0] += pipe[n, k, 0]
                         pipe_rate_next[b, n, k, 0] += rate[n, k, 0]
                     arrived_next[b, n, k] = a
-                    on_hand_next[b, n, k] = on_hand_out[b, n, k] + a
+                    on_hand_next[b, n, k] = o + a
                 else:
                     for p in range(P):
                         pipeline_next[b, n, k, p] = pipe[n, k, p]
                         pipe_rate_next[b, n, k, p] = rate[n, k, p]
                     arrived_next[b, n, k] = 0.0
-                    on_hand_next[b, n, k] = on_hand_out[b, n, k]
+                    on_hand_next[b, n, k] = o
+            cost_out[0, b, n] = h
+            cost_out[1, b, n] = short
+            c = order_unit * qty
+            if order_fixed != 0.0 and qty > 1e-9:
+                c += order_fixed
+            cost_out[2, b, n] = oc[n] + c
+            cost_out[3, b, n] = tc[n]
 
 
 @numba.njit(inline="always", error_model="numpy")
-def _decode_body(
-    fixed_k, actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
-):
-    """AgentSpaces.decode into ``orders`` / ``transfers``; False if an action is NaN, infinite or beyond 1 + 1e-6."""
-    B = actions.shape[0]
-    N, K = order_idx.shape
-    if fixed_k:
-        K = fixed_k
+def _step_body(
+    fixed_k, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all,
+    lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out,
+    pipe_out, hist_next,
+):  # fmt: skip
+    """:func:`_step_rows` for every batch row."""
+    consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
+    scratch = _step_scratch(t, on_hand.shape[2], pipeline.shape[3], consts)
+    _step_rows(
+        fixed_k, 0, on_hand.shape[0], 0, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders,
+        transfers, demand_all, lead_all, consts, cost_out, node_out, lane_out, pipe_out, hist_next, scratch,
+    )  # fmt: skip
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _decode_rows(
+    fixed_k, lo, hi, toff, flat, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders,
+    transfers,
+):  # fmt: skip
+    """AgentSpaces.decode of rows lo..hi-1 (``flat`` [B, N * action_dim]) into ``orders[b]`` and
+    ``transfers[b - toff]``; False if an action is NaN, infinite or beyond 1 + 1e-6."""
+    N = order_idx.shape[0]
+    K = fixed_k if fixed_k else order_idx.shape[1]
     E = tr_idx.shape[0]
     P = pipeline.shape[3]
-    width = actions.shape[1] * actions.shape[2]
-    flat = actions.reshape(B, width)
     ok = True
-    for b in range(B):
-        for i in range(width):
-            x = flat[b, i]
-            if not abs(x) <= 1.0 + 1e-6:
-                ok = False
+    for b in range(lo, hi):
+        for i in range(flat.shape[1]):
+            ok &= abs(flat[b, i]) <= 1.0 + 1e-6  # False for NaN
         for n in range(N):
             for k in range(K):
                 u = min(max(flat[b, order_idx[n, k]], -1.0), 1.0)
@@ -328,25 +365,26 @@ def _decode_body(
         for e in range(E):
             for k in range(K):
                 u = min(max(flat[b, tr_idx[e, k]], -1.0), 1.0)
-                transfers[b, e, k] = (u + 1.0) * half_tr[e]
+                transfers[b - toff, e, k] = (u + 1.0) * half_tr[e]
     return ok
 
 
 @numba.njit(inline="always", error_model="numpy")
-def _observe_body(
-    fixed_k, on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src,
-    src_dos, out,
+def _observe_rows(
+    fixed_k, lo, hi, on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos,
+    src, src_dos, out, stock,
 ):  # fmt: skip
-    """AgentSpaces.observe into the float32 buffer ``out`` [B, N, obs_dim] (same layout and rounding)."""
-    B, N, K = on_hand.shape
-    if fixed_k:
-        K = fixed_k
+    """AgentSpaces.observe of rows lo..hi-1 into the float32 buffer ``out`` [B, N, obs_dim] (same layout and
+    rounding); ``stock`` [N] is scratch."""
+    N = on_hand.shape[1]
+    K = fixed_k if fixed_k else on_hand.shape[2]
     P = pipeline.shape[3]
     H = hist.shape[3]
     F = feats.shape[1]
     M = to.shape[1]
-    stock = np.empty(N)
-    for b in range(B):
+    o = K * (4 + P + H)
+    v = o + 3 + F
+    for b in range(lo, hi):
         for n in range(N):
             c = inv[n]
             s = 0.0
@@ -356,8 +394,9 @@ def _observe_body(
                 bl = backlog[b, n, k]
                 pk = 0.0
                 for p in range(P):
-                    pk += pipeline[b, n, k, p]
-                    out[b, n, 4 * K + k * P + p] = pipeline[b, n, k, p] * c
+                    x = pipeline[b, n, k, p]
+                    pk += x
+                    out[b, n, 4 * K + k * P + p] = x * c
                 out[b, n, k] = oh * c
                 out[b, n, K + k] = bl * c
                 out[b, n, 2 * K + k] = (oh + pk - bl) * c
@@ -365,13 +404,11 @@ def _observe_body(
                 for j in range(H):
                     out[b, n, 4 * K + K * P + k * H + j] = hist[b, n, k, j] * c
             stock[n] = s
-            o = K * (4 + P + H)
             out[b, n, o] = time3[0]
             out[b, n, o + 1] = time3[1]
             out[b, n, o + 2] = time3[2]
-            for f in range(F):
+            for f in range(F):  # the static node features: a plain float32 copy
                 out[b, n, o + 3 + f] = feats[n, f]
-        v = K * (4 + P + H) + 3 + F
         if vis == 1:
             for n in range(N):
                 for m in range(M):
@@ -386,10 +423,11 @@ def _observe_body(
 
 
 @numba.njit(inline="always", error_model="numpy")
-def _rewards_kernel(cost_out, mode, weight, rewards):
-    """team_rewards: team = -network cost (mode 0), local = -own cost (1), mixed = w local + (1 - w) team (2)."""
-    B, N = rewards.shape
-    for b in range(B):
+def _rewards_rows(lo, hi, cost_out, mode, weight, rewards):
+    """team_rewards of rows lo..hi-1: team = -network cost (mode 0), local = -own cost (1), mixed = w local +
+    (1 - w) team (2)."""
+    N = rewards.shape[1]
+    for b in range(lo, hi):
         team = 0.0
         for n in range(N):
             team += cost_out[0, b, n] + cost_out[1, b, n] + cost_out[2, b, n] + cost_out[3, b, n]
@@ -403,7 +441,7 @@ def _rewards_kernel(cost_out, mode, weight, rewards):
                 rewards[b, n] = weight * own + (1.0 - weight) * -team
 
 
-# Specialised entry points: the bodies above are inlined with ``fixed_k`` a constant (numba caches these).
+# Entry points: the row functions above are inlined with ``fixed_k`` a constant (numba caches these).
 @numba.njit(cache=True, error_model="numpy")
 def _step_kernel_k1(
     t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all, lead_all,
@@ -434,45 +472,98 @@ def _step_kernel(
 def _decode_kernel(
     actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
 ):
-    return _decode_body(
-        0, actions, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
-    )
+    B = actions.shape[0]
+    flat = actions.reshape(B, actions.shape[1] * actions.shape[2])
+    return _decode_rows(
+        0, 0, B, 0, flat, order_idx, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders,
+        transfers,
+    )  # fmt: skip
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _observe_kernel(
     on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, out,
 ):  # fmt: skip
-    _observe_body(
-        0, on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src,
-        src_dos, out,
+    _observe_rows(
+        0, 0, on_hand.shape[0], on_hand, backlog, pipeline, hist, forecast, inv, time3, feats, vis, to, recv_onhand,
+        recv_dos, src, src_dos, out, np.empty(on_hand.shape[1]),
     )  # fmt: skip
+
+
+@numba.njit(error_model="numpy")
+def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
+    """Rows lo..hi-1 of decode + step + rewards + observation of the next state (one SKU), ROW_BLOCK rows at a
+    time: a block's data stays in L1/L2 from its actions to its observation. False if some row has bad actions
+    (a bad row is stepped on: outputs are fresh buffers, and the caller raises AgentSpaces.decode's error).
+    Not inlined: the serial and the parallel kernel share one compiled copy (one call per chunk of rows)."""
+    actions, dec_i, tr_idx, half_order, half_tr, up_to, orders = dec
+    t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand_all, lead_all = inputs
+    cost_out, node_out, lane_out, pipe_out, hist_next = outs
+    reward_mode, reward_weight, rewards = rew
+    observe, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs = obs_in
+    B, N = on_hand.shape[0], on_hand.shape[1]
+    flat = actions.reshape(B, actions.shape[1] * actions.shape[2])
+    scratch = _step_scratch(t, 1, pipeline.shape[3], consts)
+    transfers = np.empty((ROW_BLOCK, lane_out.shape[2], 1))  # the block's transfers (not an output)
+    stock = np.empty(N)
+    on_hand_next, backlog_next, pipeline_next = node_out[11], node_out[3], pipe_out[0]
+    ok = True
+    for b0 in range(lo, hi, ROW_BLOCK):
+        b1 = min(b0 + ROW_BLOCK, hi)
+        ok &= _decode_rows(
+            1, b0, b1, b0, flat, dec_i, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders,
+            transfers,
+        )  # fmt: skip
+        _step_rows(
+            1, b0, b1, b0, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers,
+            demand_all, lead_all, consts, cost_out, node_out, lane_out, pipe_out, hist_next, scratch,
+        )  # fmt: skip
+        _rewards_rows(b0, b1, cost_out, reward_mode, reward_weight, rewards)
+        if observe:
+            _observe_rows(
+                1, b0, b1, on_hand_next, backlog_next, pipeline_next, hist_next, forecast, inv, time3, feats, vis,
+                to, recv_onhand, recv_dos, src, src_dos, obs, stock,
+            )  # fmt: skip
+    return ok
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _env_kernel_k1(
-    actions, dec_i, tr_idx, half_order, half_tr, up_to, orders, transfers, t, flags, on_hand, backlog, pipeline,
+    actions, dec_i, tr_idx, half_order, half_tr, up_to, orders, t, flags, on_hand, backlog, pipeline,
     pipe_rate, arrived, hist, demand_all, lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted,
     scal, cost_out, node_out, lane_out, pipe_out, hist_next, reward_mode, reward_weight, rewards, observe,
     forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
 ):  # fmt: skip
-    """Decode + step + rewards + observation of the next state (one SKU); False on bad actions."""
-    if not _decode_body(
-        1, actions, dec_i, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders, transfers
-    ):
-        return False  # nothing written: the caller raises AgentSpaces.decode's error
-    _step_body(
-        1, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers, demand_all,
-        lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out, node_out, lane_out,
-        pipe_out, hist_next,
-    )  # fmt: skip
-    _rewards_kernel(cost_out, reward_mode, reward_weight, rewards)
-    if observe:
-        _observe_body(
-            1, node_out[11], node_out[3], pipe_out[0], hist_next, forecast, inv, time3, feats, vis, to,
-            recv_onhand, recv_dos, src, src_dos, obs,
-        )  # fmt: skip
-    return True
+    """Decode + step + rewards + observation of the next state (one SKU), serial; False on bad actions."""
+    dec = (actions, dec_i, tr_idx, half_order, half_tr, up_to, orders)
+    inputs = (t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand_all, lead_all)
+    consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
+    outs = (cost_out, node_out, lane_out, pipe_out, hist_next)
+    rew = (reward_mode, reward_weight, rewards)
+    obs_in = (observe, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
+    return _env_rows_k1(0, on_hand.shape[0], dec, inputs, consts, outs, rew, obs_in)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _env_kernel_k1_par(
+    chunk, actions, dec_i, tr_idx, half_order, half_tr, up_to, orders, t, flags, on_hand, backlog, pipeline,
+    pipe_rate, arrived, hist, demand_all, lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted,
+    scal, cost_out, node_out, lane_out, pipe_out, hist_next, reward_mode, reward_weight, rewards, observe,
+    forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
+):  # fmt: skip
+    """:func:`_env_kernel_k1` over chunks of ``chunk`` rows in parallel (rows are independent: same results)."""
+    dec = (actions, dec_i, tr_idx, half_order, half_tr, up_to, orders)
+    inputs = (t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand_all, lead_all)
+    consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
+    outs = (cost_out, node_out, lane_out, pipe_out, hist_next)
+    rew = (reward_mode, reward_weight, rewards)
+    obs_in = (observe, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
+    B = on_hand.shape[0]
+    n_chunks = (B + chunk - 1) // chunk
+    ok = np.ones(n_chunks, dtype=np.bool_)
+    for i in numba.prange(n_chunks):
+        ok[i] = _env_rows_k1(i * chunk, min((i + 1) * chunk, B), dec, inputs, consts, outs, rew, obs_in)
+    return ok.all()
 
 
 _COSTS = ("holding_cost", "shortage_cost", "order_cost", "transfer_cost")
@@ -606,11 +697,55 @@ def step_jit(net: Network, state: State, action: Action, exo: Exogenous) -> tupl
     return buf.results(state.t, action.orders)
 
 
-class JitStepper:
-    """Decode + step + rewards + observe for :class:`~invnet.envs.batched.BatchedInventoryEnv` (numba backend)."""
+PARALLEL_MIN_BATCH = 128  # batches this large step on all cores (smaller ones: serial, no thread-pool overhead)
+PARALLEL_CHUNK = 64  # rows per parallel task (each task allocates its row scratch once)
+_parallel: bool | None = None  # None: not yet tried; False: no thread-safe threading layer, serial for good
 
-    def __init__(self, spaces: AgentSpaces, reward_mode: str, reward_weight: float) -> None:
+
+@numba.njit(cache=True, parallel=True)
+def _probe_parallel(x):
+    """Tiny parallel kernel: its first call loads numba's threading layer."""
+    s = 0.0
+    for i in numba.prange(x.shape[0]):
+        s += x[i]
+    return s
+
+
+def parallel_available() -> bool:
+    """True when the parallel kernel may run: numba loaded a thread-safe threading layer (tbb or omp).
+
+    On the first call, unless numba's threading layer is already running or chosen by the user
+    (``NUMBA_THREADING_LAYER``), asks for ``"threadsafe"``: the env may be stepped from several threads
+    (the policy server's workers). If no such layer loads, or another one already runs, the batched env
+    steps with the serial kernel for good (same results)."""
+    global _parallel
+    if _parallel is None:
+        try:
+            numba.threading_layer()
+        except ValueError:  # not launched yet: choose a thread-safe layer unless the user chose one
+            if numba.config.THREADING_LAYER == "default":
+                numba.config.THREADING_LAYER = "threadsafe"
+        try:
+            _probe_parallel(np.ones(2))
+            layer = numba.threading_layer()
+        except ValueError:  # "No threading layer could be loaded"
+            layer = None
+        _parallel = layer in ("tbb", "omp")
+    return _parallel
+
+
+class JitStepper:
+    """Decode + step + rewards + observe for :class:`~invnet.envs.batched.BatchedInventoryEnv` (numba backend).
+
+    Batches of at least ``parallel_min_batch`` rows (one SKU) step with the parallel kernel when
+    :func:`parallel_available`; smaller ones with the serial kernel.
+    """
+
+    def __init__(
+        self, spaces: AgentSpaces, reward_mode: str, reward_weight: float, parallel_min_batch: int = PARALLEL_MIN_BATCH
+    ) -> None:
         self.spaces = spaces
+        self.parallel_min_batch = parallel_min_batch
         net = spaces.net
         self.c = _consts(net)
         order_idx, tr_idx, half_order, half_tr = spaces._decode_index
@@ -673,18 +808,21 @@ class JitStepper:
         if a.shape != (B, N, sp.action_dim):
             sp.decode(actions, state)  # raises ValueError naming the shape
         E, t = net.n_lanes, state.t
-        orders, transfers = np.empty((B, N, K)), np.empty((B, E, K))
+        orders = np.empty((B, N, K))
         buf = _buffers(state, E)
         rewards = np.empty((B, N))
         obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
-        ok = _env_kernel_k1(
-            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, orders, transfers,
-            t, c.flags[t], *self._inputs(state, exo), c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding,
-            c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist,
-            self._reward_mode, self._reward_weight, rewards,
+        args = (
+            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, orders, t, c.flags[t],
+            *self._inputs(state, exo), c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding, c.penalty, c.disrupted,
+            c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist, self._reward_mode, self._reward_weight, rewards,
             observe, self._forecast[min(t + 1, net.periods - 1)], self._inv, self._time[t + 1], self._feats,
             self._vis, self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
         )  # fmt: skip
+        if B >= self.parallel_min_batch and parallel_available():
+            ok = _env_kernel_k1_par(min(PARALLEL_CHUNK, B), *args)
+        else:
+            ok = _env_kernel_k1(*args)
         if not ok:
             sp.decode(actions, state)  # raises ValueError naming the problem
             raise AssertionError("unreachable: the compiled decode refused actions that AgentSpaces.decode accepts")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -154,3 +155,58 @@ def test_auto_backend_falls_back_to_numpy_without_numba(monkeypatch: pytest.Monk
     assert BatchedInventoryEnv(sc, 1).backend == "numpy"
     with pytest.raises(ValueError, match="backend: 'numba' needs the numba package"):
         BatchedInventoryEnv(sc, 1, backend="numba")
+
+
+def _step_all(env: BatchedInventoryEnv, actions: list[np.ndarray]) -> list[tuple[Any, ...]]:
+    """(obs, rewards, every StepOutput field, every State field) after each step, copied."""
+    results = [(env.reset().copy(),)]
+    for acts in actions:
+        obs, rewards, _, out = env.step(acts)
+        fields_ = [getattr(out, f.name) for f in fields(StepOutput)] + [
+            getattr(env.state, f.name) for f in fields(State) if f.name != "t"
+        ]
+        results.append((obs.copy(), rewards.copy(), *(np.array(x, copy=True) for x in fields_)))
+    return results
+
+
+@pytest.mark.parametrize(
+    ("name", "batch", "chunk"), [("network_10", 37, 8), ("disrupted", 5, 2), ("hub_spoke", 40, 64)]
+)
+def test_parallel_kernel_equals_serial_kernel_exactly(
+    name: str, batch: int, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parallel kernel (forced on at a small batch, several chunks) gives bit-identical results."""
+    import invnet.envs.core_jit as cj
+
+    monkeypatch.setattr(cj, "PARALLEL_CHUNK", chunk)
+    sc = load_scenario(name)
+    serial, par = (BatchedInventoryEnv(sc, batch, seed=5, backend="numba") for _ in range(2))
+    serial._jit.parallel_min_batch = batch + 1
+    par._jit.parallel_min_batch = 1
+    rng = np.random.default_rng(2)
+    actions = [rng.uniform(-1.0, 1.0, (batch, serial.n_agents, serial.spaces.action_dim)) for _ in range(20)]
+    for a, b in zip(_step_all(serial, actions), _step_all(par, actions), strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(y, x)
+    if cj.parallel_available():  # else both ran the serial kernel
+        assert numba.threading_layer() in ("tbb", "omp")
+
+
+@pytest.mark.parametrize("row", [0, 21, 39])
+def test_parallel_kernel_rejects_bad_actions(row: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import invnet.envs.core_jit as cj
+
+    monkeypatch.setattr(cj, "PARALLEL_CHUNK", 8)
+    env = BatchedInventoryEnv(load_scenario("network_10"), 40, seed=0, backend="numba")
+    env._jit.parallel_min_batch = 1
+    env.reset()
+    acts = np.zeros((40, env.n_agents, env.spaces.action_dim))
+    acts[row, 3, 1] = np.nan
+    with pytest.raises(ValueError, match="actions"):
+        env.step(acts)
+    assert env.state.t == 0  # the state did not advance
+    acts[row, 3, 1] = -1.0 - 1e-7  # within tolerance: clipped like AgentSpaces.decode
+    expected = env.spaces.decode(np.clip(acts, -1.0, 1.0), env.state)
+    _, rewards, _, out = env.step(acts)
+    assert np.isfinite(rewards).all()
+    np.testing.assert_array_equal(out.ordered, expected.orders)
