@@ -9,6 +9,7 @@ observations and rewards as ``backend="numpy"``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from typing import Any
 
@@ -210,3 +211,49 @@ def test_parallel_kernel_rejects_bad_actions(row: int, monkeypatch: pytest.Monke
     _, rewards, _, out = env.step(acts)
     assert np.isfinite(rewards).all()
     np.testing.assert_array_equal(out.ordered, expected.orders)
+
+
+def test_parallel_kernel_from_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Envs stepped concurrently from Python threads (the policy server's workers) through the parallel kernel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import invnet.envs.core_jit as cj
+
+    monkeypatch.setattr(cj, "PARALLEL_CHUNK", 4)
+    sc = load_scenario("network_10")
+    serial = BatchedInventoryEnv(sc, 24, seed=9, backend="numba")
+    rng = np.random.default_rng(4)
+    actions = [rng.uniform(-1.0, 1.0, (24, serial.n_agents, serial.spaces.action_dim)) for _ in range(10)]
+    serial._jit.parallel_min_batch = 25
+    expected = _step_all(serial, actions)
+
+    def run(_: int) -> list[tuple[Any, ...]]:
+        env = BatchedInventoryEnv(sc, 24, seed=9, backend="numba")
+        env._jit.parallel_min_batch = 1
+        return _step_all(env, actions)
+
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(run, range(8)):
+            for a, b in zip(expected, got, strict=True):
+                for x, y in zip(a, b, strict=True):
+                    np.testing.assert_array_equal(y, x)
+
+
+def test_no_thread_safe_threading_layer_means_serial_kernel() -> None:
+    """With a threading layer that is not thread-safe (here chosen by the user), large batches step serially."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from invnet.envs import BatchedInventoryEnv, load_scenario\n"
+        "import invnet.envs.core_jit as cj\n"
+        "env = BatchedInventoryEnv(load_scenario('serial_3stage'), 200, seed=0, backend='numba')\n"
+        "env.reset()\n"
+        "obs, rewards, _, _ = env.step(np.zeros((200, env.n_agents, env.spaces.action_dim)))\n"
+        "assert np.isfinite(rewards).all() and obs.shape[0] == 200\n"
+        "print(cj.parallel_available())\n"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=True)
+    assert out.stdout.strip() == "False"
