@@ -17,7 +17,8 @@ Kernel organisation: each stage is an ``inline="always"`` function over a range 
 the cached entry points pass 1 (one SKU, the common case: LLVM then unrolls the SKU loops) or 0 (K read from
 the arrays). The fused one-SKU step :func:`_env_rows_k1` runs the four stages block by block (``ROW_BLOCK``
 rows), so a block's data stays in L1/L2 from its actions to its observation instead of four passes over the
-whole batch; a row's intermediate values live in small scratch arrays and every output is stored once.
+whole batch (the step is compute-bound, so this saves little on one core; it is what lets the rows split into
+independent chunks).
 :func:`_env_kernel_k1` calls it for all rows; :func:`_env_kernel_k1_par` (``parallel=True``) for chunks of
 ``PARALLEL_CHUNK`` rows on all cores, used for batches of at least ``PARALLEL_MIN_BATCH`` rows when numba has a
 thread-safe threading layer (tbb or omp, see :func:`parallel_available`); rows are independent, so both give
@@ -62,8 +63,12 @@ def _step_scratch(t, K, P, consts):
     for n in range(N):
         any_down = any_down or disrupted[t, n]
         any_cap = any_cap or math.isfinite(capacity[n])
-    node_s, lane_s, pipe_s, vec_s = np.empty((7, N, K)), np.empty((2, E, K)), np.empty((2, N, K, P)), np.empty((4, N))
-    return order_of, any_down, any_cap, node_s, lane_s, pipe_s, vec_s
+    lane_order = np.empty((E, K))  # upstream-order part of each lane's flow
+    f_recv = np.ones(N)
+    return (
+        order_of, any_down, any_cap, lane_order, f_recv, np.empty((N, K)), np.empty((N, K)), np.empty((N, K)),
+        np.empty((N, K, P)), np.empty((N, K, P)), np.empty(N),
+    )  # fmt: skip
 
 
 @numba.njit(inline="always", error_model="numpy")
@@ -92,39 +97,37 @@ def _step_rows(
     hist_next,  # [B, N, K, H] next demand history
     scratch,  # _step_scratch: per-call constants and row scratch
 ):
-    """Rows qo..hi-1 of the step. A row's intermediate values live in small scratch arrays (L1-resident) and
-    every output element is stored once. Arguments are grouped in tuples: numba cannot inline a call with more
-    than 30 arguments (CPython compiles it as a call with ``*args``)."""
+    """Rows lo..hi-1 of the step (the row loop of :func:`invnet.envs.core.step`). Arguments are grouped in
+    tuples: numba cannot inline a call with more than 30 arguments (CPython compiles it as ``f(*args)``)."""
     node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal = consts
-    order_of, any_down, any_cap, node_s, lane_s, pipe_s, vec_s = scratch
     has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
     is_sup, lt0 = node_i[0], node_i[2]
     lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
     lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
     down_now, down_next = disrupted[t], disrupted[t + 1]
     order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
-    N = on_hand.shape[1]
-    K = fixed_k if fixed_k else on_hand.shape[2]  # a constant in the specialised kernels: LLVM unrolls SKU loops
-    E = lane_i.shape[1]
-    P = pipeline.shape[3]
-    H = hist.shape[3]
-    sup_in, asks_out, f_node, tr_ref = node_s[0], node_s[1], node_s[2], node_s[3]
-    oh, recv, osh = node_s[4], node_s[5], node_s[6]  # on-hand after shipping, received, order_shipped
-    lane_order, lane_tr = lane_s[0], lane_s[1]  # upstream-order and transfer parts of each lane's flow
-    pipe, rate = pipe_s[0], pipe_s[1]
-    f_recv, inbound, tc, oc = vec_s[0], vec_s[1], vec_s[2], vec_s[3]
-    lane_shipped, lane_flow = lane_out[0], lane_out[1]
+    demand = demand_all[:, t]
+    lead = lead_all[:, t]
+    holding_cost, shortage_cost, order_cost, transfer_cost = cost_out[0], cost_out[1], cost_out[2], cost_out[3]
     sales, served_now, lost_sales, backlog_out = node_out[0], node_out[1], node_out[2], node_out[3]
     on_hand_out, in_transit, received, order_shipped = node_out[4], node_out[5], node_out[6], node_out[7]
     supplier_in, shipped_out, refused = node_out[8], node_out[9], node_out[10]
     on_hand_next, arrived_next, demand_out = node_out[11], node_out[12], node_out[13]
+    lane_shipped, lane_flow = lane_out[0], lane_out[1]
     pipeline_next, pipe_rate_next = pipe_out[0], pipe_out[1]
+    N, K = on_hand.shape[1], on_hand.shape[2]
+    if fixed_k:  # a constant in the specialised kernels: LLVM unrolls the SKU loops (1.5x for one SKU)
+        K = fixed_k
+    E = transfers.shape[1]
+    P = pipeline.shape[3]
+    H = hist.shape[3]
+    order_of, any_down, any_cap, lane_order, f_recv, f_node, asks_out, tr_refused, pipe, rate, inbound = scratch
     for b in range(lo, hi):
         # 3a. disruption: a disrupted node's orders are refused; a lane with a disrupted end carries nothing
         for n in range(N):
-            keep = is_sup[n] != 0 and not down_now[n]
             for k in range(K):
-                sup_in[n, k] = orders[b, n, k] if keep else 0.0
+                q = orders[b, n, k]
+                supplier_in[b, n, k] = 0.0 if (down_now[n] or not is_sup[n]) else q
                 asks_out[n, k] = 0.0
         # 3b. lane capacity, shared by SKUs and by orders + transfers: both scaled by capacity / asks
         for e in range(E):
@@ -134,30 +137,31 @@ def _step_rows(
             for k in range(K):
                 tr = transfers[b - toff, e, k] if ok else 0.0
                 qo = orders[b, r, k] if (ok and r >= 0) else 0.0
-                lane_tr[e, k] = tr
+                lane_shipped[b, e, k] = tr
                 lane_order[e, k] = qo
                 asks += qo + tr
-            # f = capacity / asks when asks exceed the capacity, else 1: as a min, no branch on random data
-            # (inf capacity: inf / asks = inf -> 1; asks = 0 only scales zeros)
-            f = min(lane_cap[e] / max(asks, 1e-300), 1.0)
-            for k in range(K):
-                lane_order[e, k] *= f
-                lane_tr[e, k] *= f
+            f = 1.0
+            if asks > lane_cap[e]:
+                f = min(max(lane_cap[e] / asks, 0.0), 1.0)
+            if f < 1.0:
+                for k in range(K):
+                    lane_order[e, k] *= f
+                    lane_shipped[b, e, k] *= f
             if not any_cap:
                 s = lane_from[e]
                 for k in range(K):
-                    asks_out[s, k] += lane_order[e, k] + lane_tr[e, k]
+                    asks_out[s, k] += lane_order[e, k] + lane_shipped[b, e, k]
         # 3c. receiver storage capacity: all inbound asks scaled by room / inbound
         if any_cap:
             for n in range(N):
                 s = 0.0
                 for k in range(K):
-                    s += sup_in[n, k]
+                    s += supplier_in[b, n, k]
                 inbound[n] = s
             for e in range(E):
                 s = 0.0
                 for k in range(K):
-                    s += lane_order[e, k] + lane_tr[e, k]
+                    s += lane_order[e, k] + lane_shipped[b, e, k]
                 inbound[lane_to[e]] += s
             for n in range(N):
                 f_recv[n] = 1.0
@@ -171,37 +175,38 @@ def _step_rows(
                     if inbound[n] > room:
                         f_recv[n] = min(max(room / inbound[n], 0.0), 1.0)
                         for k in range(K):
-                            sup_in[n, k] *= f_recv[n]
+                            supplier_in[b, n, k] *= f_recv[n]
             for e in range(E):
                 f = f_recv[lane_to[e]]
                 s = lane_from[e]
                 for k in range(K):
                     if f < 1.0:
                         lane_order[e, k] *= f
-                        lane_tr[e, k] *= f
-                    asks_out[s, k] += lane_order[e, k] + lane_tr[e, k]
+                        lane_shipped[b, e, k] *= f
+                    asks_out[s, k] += lane_order[e, k] + lane_shipped[b, e, k]
         # 3d. sender stock, per SKU: every ask scaled by on_hand / asks (proportional rationing)
         for n in range(N):
+            c = 0.0
             for k in range(K):
                 a = asks_out[n, k]
-                x = on_hand[b, n, k]
-                f_node[n, k] = x / a if a > x else 1.0
-                tr_ref[n, k] = 0.0
-                osh[n, k] = sup_in[n, k]
-                recv[n, k] = arrived[b, n, k]
+                if a > on_hand[b, n, k]:
+                    f_node[n, k] = on_hand[b, n, k] / a
+                    shipped_out[b, n, k] = a * f_node[n, k]
+                else:
+                    f_node[n, k] = 1.0
+                    shipped_out[b, n, k] = a
+                tr_refused[n, k] = 0.0
+                order_shipped[b, n, k] = supplier_in[b, n, k]
+                on_hand_out[b, n, k] = max(on_hand[b, n, k] - shipped_out[b, n, k], 0.0)
+                received[b, n, k] = arrived[b, n, k]
                 for p in range(P):
                     pipe[n, k, p] = pipeline[b, n, k, p]
                     rate[n, k, p] = pipe_rate[b, n, k, p]
-            oc[n] = 0.0
-            tc[n] = 0.0
+            order_cost[b, n] = c
+            transfer_cost[b, n] = c
         # shipped units: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline;
         # lane costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed
         # charge per lane used, with the upstream order when the lane carries one
-        for n in range(N):  # on-hand after shipping (shipped_out is recomputed from f_node below, same rounding)
-            for k in range(K):
-                a = asks_out[n, k]
-                sh = a * f_node[n, k] if a > on_hand[b, n, k] else a
-                oh[n, k] = max(on_hand[b, n, k] - sh, 0.0)
         for e in range(E):
             s = lane_from[e]
             r = lane_to[e]
@@ -211,90 +216,87 @@ def _step_rows(
             for k in range(K):
                 f = f_node[s, k]
                 qo = lane_order[e, k] * f
-                tr = lane_tr[e, k] * f
+                tr = lane_shipped[b, e, k] * f
                 lane_shipped[b, e, k] = tr
                 q = qo + tr
                 lane_flow[b, e, k] = q
-                tr_ref[s, k] += transfers[b - toff, e, k] - tr
+                tr_refused[s, k] += transfers[b - toff, e, k] - tr
                 if order_of[e] >= 0:
-                    osh[r, k] += qo
+                    order_shipped[b, r, k] += qo
                 lo_sum += qo
                 lt_sum += tr
                 if L == 0:
-                    oh[r, k] += q
-                    recv[r, k] += q
+                    on_hand_out[b, r, k] += q
+                    received[b, r, k] += q
                 else:
                     pipe[r, k, L - 1] += q
                     if pipeline_holding:
                         rate[r, k, L - 1] += q * holding[s, k]
-            tc[s] += lt_sum * lane_unit[e]
+            transfer_cost[b, s] += lt_sum * lane_unit[e]
             if lo_sum != 0.0:
-                oc[r] += lo_sum * lane_unit[e]
+                order_cost[b, r] += lo_sum * lane_unit[e]
             if lo_sum > 1e-9:
-                oc[r] += lane_fixed[e]
+                order_cost[b, r] += lane_fixed[e]
             elif lt_sum > 1e-9:
-                tc[s] += lane_fixed[e]
+                transfer_cost[b, s] += lane_fixed[e]
         for n in range(N):
             if not is_sup[n]:
                 continue
-            L = lt0[n] if fixed_lt else lead_all[b, t, n]
+            L = lt0[n] if fixed_lt else lead[b, n]
             for k in range(K):
-                q = sup_in[n, k]
+                q = supplier_in[b, n, k]
                 if L == 0:
-                    oh[n, k] += q
-                    recv[n, k] += q
+                    on_hand_out[b, n, k] += q
+                    received[b, n, k] += q
                 else:
                     pipe[n, k, L - 1] += q
                     if pipeline_holding:
                         rate[n, k, L - 1] += q * supplier_holding
-        # 4. demand (backlog first in backorder mode), 5. costs, and the advance: next period's arrivals join
-        # on-hand (a disrupted node's arrivals wait in transit); every output stored once
+        # 4. demand (backlog first in backorder mode) and 5. costs
         for n in range(N):
             h = 0.0
             short = 0.0
             qty = 0.0
-            wait = down_next[n]
             for k in range(K):
-                a = asks_out[n, k]
-                x = on_hand[b, n, k]
-                shipped_out[b, n, k] = a * f_node[n, k] if a > x else a
-                supplier_in[b, n, k] = sup_in[n, k]
-                received[b, n, k] = recv[n, k]
-                order_shipped[b, n, k] = osh[n, k]
-                refused[b, n, k] = max(orders[b, n, k] - osh[n, k], 0.0) + max(tr_ref[n, k], 0.0)
-                d = demand_all[b, t, n, k]
+                refused[b, n, k] = max(orders[b, n, k] - order_shipped[b, n, k], 0.0) + max(tr_refused[n, k], 0.0)
+                d = demand[b, n, k]
                 demand_out[b, n, k] = d
-                bl = backlog[b, n, k]
-                o = oh[n, k]
                 if backorder:
-                    due = bl + d
-                    sold = min(o, due)
-                    bl_out = due - sold
-                    served_now[b, n, k] = max(sold - bl, 0.0)
+                    due = backlog[b, n, k] + d
+                    sold = min(on_hand_out[b, n, k], due)
+                    backlog_out[b, n, k] = due - sold
+                    served_now[b, n, k] = max(sold - backlog[b, n, k], 0.0)
                     lost_sales[b, n, k] = 0.0
-                    short += bl_out * penalty[n, k]
+                    short += backlog_out[b, n, k] * penalty[n, k]
                 else:
-                    sold = min(o, d)
-                    lost = d - sold
-                    bl_out = bl
-                    lost_sales[b, n, k] = lost
+                    sold = min(on_hand_out[b, n, k], d)
+                    lost_sales[b, n, k] = d - sold
                     served_now[b, n, k] = sold
-                    short += lost * penalty[n, k]
-                backlog_out[b, n, k] = bl_out
+                    backlog_out[b, n, k] = backlog[b, n, k]
+                    short += lost_sales[b, n, k] * penalty[n, k]
                 sales[b, n, k] = sold
-                o -= sold
-                on_hand_out[b, n, k] = o
-                h += o * holding[n, k]
-                qty += osh[n, k]
+                on_hand_out[b, n, k] -= sold
+                h += on_hand_out[b, n, k] * holding[n, k]
+                qty += order_shipped[b, n, k]
                 s = 0.0
                 for p in range(P):
                     s += pipe[n, k, p]
                     if pipeline_holding:
                         h += rate[n, k, p]
                 in_transit[b, n, k] = s
+            holding_cost[b, n] = h
+            shortage_cost[b, n] = short
+            c = order_unit * qty
+            if order_fixed != 0.0 and qty > 1e-9:
+                c += order_fixed
+            order_cost[b, n] += c
+        # advance: next period's arrivals join on-hand (a disrupted node's arrivals wait in transit)
+        for n in range(N):
+            wait = down_next[n]
+            for k in range(K):
                 for j in range(H - 1):
                     hist_next[b, n, k, j] = hist[b, n, k, j + 1]
-                hist_next[b, n, k, H - 1] = d
+                hist_next[b, n, k, H - 1] = demand[b, n, k]
                 if has_next:
                     for p in range(P - 1):
                         pipeline_next[b, n, k, p] = pipe[n, k, p + 1]
@@ -306,20 +308,13 @@ def _step_rows(
                         pipeline_next[b, n, k, 0] += pipe[n, k, 0]
                         pipe_rate_next[b, n, k, 0] += rate[n, k, 0]
                     arrived_next[b, n, k] = a
-                    on_hand_next[b, n, k] = o + a
+                    on_hand_next[b, n, k] = on_hand_out[b, n, k] + a
                 else:
                     for p in range(P):
                         pipeline_next[b, n, k, p] = pipe[n, k, p]
                         pipe_rate_next[b, n, k, p] = rate[n, k, p]
                     arrived_next[b, n, k] = 0.0
-                    on_hand_next[b, n, k] = o
-            cost_out[0, b, n] = h
-            cost_out[1, b, n] = short
-            c = order_unit * qty
-            if order_fixed != 0.0 and qty > 1e-9:
-                c += order_fixed
-            cost_out[2, b, n] = oc[n] + c
-            cost_out[3, b, n] = tc[n]
+                    on_hand_next[b, n, k] = on_hand_out[b, n, k]
 
 
 @numba.njit(inline="always", error_model="numpy")
