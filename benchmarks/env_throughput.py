@@ -3,7 +3,8 @@
 - ``batched_node_steps_per_s``: B=1024 copies of a dense 10-node network (one SKU, supplier lead
   time 4, lanes between all pairs; :func:`invnet.envs.generate.dense_network`), random actions in
   [-1, 1] through :meth:`BatchedInventoryEnv.step` (decode + core step + observations + rewards);
-  node-steps = B x N x steps.
+  node-steps = B x N x steps. With numba the env steps batches this large on all cores (``parallel=None``);
+  ``batched_node_steps_per_s_one_core`` is the same with ``parallel=False``.
 - ``pettingzoo_env_steps_per_s_3node`` / ``_10node``: the PettingZoo ``ParallelEnv`` on
   ``serial_3stage`` and ``network_10`` with random actions (pre-drawn), resets included.
 
@@ -29,8 +30,12 @@ from invnet.envs import BatchedInventoryEnv, load_scenario, parallel_env, parse_
 from invnet.envs.generate import dense_network
 
 
-def batched_node_steps_per_s(seconds: float, backend: str, batch_size: int = 1024) -> tuple[float, float]:
-    env = BatchedInventoryEnv(parse_scenario(dense_network(10, 4)), batch_size, seed=0, backend=backend)
+def batched_node_steps_per_s(
+    seconds: float, backend: str, batch_size: int = 1024, parallel: bool | None = None
+) -> tuple[float, float]:
+    env = BatchedInventoryEnv(
+        parse_scenario(dense_network(10, 4)), batch_size, seed=0, backend=backend, parallel=parallel
+    )
     rng = np.random.default_rng(0)
     shape = (batch_size, env.n_agents, env.spaces.action_dim)
     pool = [rng.uniform(-1.0, 1.0, shape) for _ in range(8)]
@@ -47,8 +52,8 @@ def batched_node_steps_per_s(seconds: float, backend: str, batch_size: int = 102
 
 
 def batched_breakdown_ms(backend: str, batch_size: int = 1024) -> dict[str, float]:
-    """CPU ms of one batched step without resets, and of one reset (demand sampling for every row)."""
-    env = BatchedInventoryEnv(parse_scenario(dense_network(10, 4)), batch_size, seed=0, backend=backend)
+    """CPU ms of one batched step without resets (one core), and of one reset (demand for every row)."""
+    env = BatchedInventoryEnv(parse_scenario(dense_network(10, 4)), batch_size, seed=0, backend=backend, parallel=False)
     acts = np.random.default_rng(0).uniform(-1.0, 1.0, (batch_size, env.n_agents, env.spaces.action_dim))
     env.reset()
     env.step(acts)  # compile / warm up
@@ -96,11 +101,13 @@ def main() -> None:
     backends = ["numba", "numpy"] if args.backend == "both" else [args.backend]
     figures = {
         "batched_node_steps_per_s": lambda b: batched_node_steps_per_s(args.seconds, b),
+        "batched_node_steps_per_s_one_core": lambda b: batched_node_steps_per_s(args.seconds, b, parallel=False),
         "pettingzoo_env_steps_per_s_3node": lambda b: pettingzoo_env_steps_per_s("serial_3stage", args.seconds, b),
         "pettingzoo_env_steps_per_s_10node": lambda b: pettingzoo_env_steps_per_s("network_10", args.seconds, b),
     }
     for b in backends:  # load the compiled kernels (numba caches them on disk) outside the measurements
         batched_breakdown_ms(b)
+        batched_node_steps_per_s(0.2, b)
     wall = {b: {k: [] for k in figures} for b in backends}
     cpu = {b: {k: [] for k in figures} for b in backends}
     load_before = os.getloadavg()[0]

@@ -7,6 +7,7 @@ Row ``b`` of a batched env seeded with ``seed`` draws its r-th episode from the 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,9 @@ class BatchedInventoryEnv:
     ``step_quantities`` takes an :class:`Action` of unit quantities (baselines, server).
     ``backend``: ``"numpy"`` steps with :func:`invnet.envs.core.step`, ``"numba"`` with the compiled
     kernels of :mod:`invnet.envs.core_jit` (same results, tested equal), ``"auto"`` picks numba if importable.
+    ``parallel`` (numba backend, one SKU): ``None`` steps batches of at least
+    :data:`~invnet.envs.core_jit.PARALLEL_MIN_BATCH` rows on all cores, ``True`` any batch, ``False`` none
+    (identical results; one core is cheaper in CPU time and better on a machine whose other cores are busy).
     """
 
     def __init__(
@@ -48,9 +52,12 @@ class BatchedInventoryEnv:
         reward_weight: float | None = None,
         visibility: str | None = None,
         backend: str = "auto",
+        parallel: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        if parallel not in (None, True, False):
+            raise ValueError(f"parallel: must be true, false or None (automatic), got {parallel!r}")
         self.net = scenario if isinstance(scenario, Network) else compile_network(scenario)
         a = self.net.scenario.agents
         for name, val, ok in (
@@ -72,9 +79,10 @@ class BatchedInventoryEnv:
         self.backend = _resolve_backend(backend)
         self._jit = None
         if self.backend == "numba":
-            from invnet.envs.core_jit import JitStepper  # lazy: importing numba takes ~0.5 s
+            from invnet.envs.core_jit import PARALLEL_MIN_BATCH, JitStepper  # lazy: only this backend needs them
 
-            self._jit = JitStepper(self.spaces, self.reward_mode, self.reward_weight)
+            threshold = PARALLEL_MIN_BATCH if parallel is None else (1 if parallel else sys.maxsize)
+            self._jit = JitStepper(self.spaces, self.reward_mode, self.reward_weight, parallel_min_batch=threshold)
 
     @property
     def n_agents(self) -> int:

@@ -10,6 +10,7 @@ observations and rewards as ``backend="numpy"``.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import fields
 from typing import Any
 
@@ -257,3 +258,22 @@ def test_no_thread_safe_threading_layer_means_serial_kernel() -> None:
     env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_parallel_option_gives_identical_steps_and_is_validated() -> None:
+    """BatchedInventoryEnv(parallel=True/False/None): same trajectories; anything else names the field."""
+    sc = load_scenario("hub_spoke")
+    envs = [BatchedInventoryEnv(sc, 40, seed=3, backend="numba", parallel=p) for p in (True, False, None)]
+    assert [e._jit.parallel_min_batch for e in envs[:2]] == [1, sys.maxsize]
+    rng = np.random.default_rng(0)
+    first = [e.reset() for e in envs]
+    for o in first[1:]:
+        np.testing.assert_array_equal(o, first[0])
+    for _ in range(10):
+        a = rng.uniform(-1.0, 1.0, (40, envs[0].n_agents, envs[0].spaces.action_dim))
+        outs = [e.step(a) for e in envs]
+        for obs, rew, _, _ in outs[1:]:
+            np.testing.assert_array_equal(obs, outs[0][0])
+            np.testing.assert_array_equal(rew, outs[0][1])
+    with pytest.raises(ValueError, match="parallel: must be true, false or None"):
+        BatchedInventoryEnv(sc, 4, parallel="yes")  # type: ignore[arg-type]
