@@ -380,7 +380,11 @@ def _observe_rows(
     o = K * (4 + P + H)
     v = o + 3 + F
     for b in range(lo, hi):
+        ob = out[b]  # row views: 1-D indexing is ~20% cheaper than out[b, n, i] here
         for n in range(N):
+            row = ob[n]
+            pl = pipeline[b, n]
+            hs = hist[b, n]
             c = inv[n]
             s = 0.0
             for k in range(K):
@@ -389,32 +393,33 @@ def _observe_rows(
                 bl = backlog[b, n, k]
                 pk = 0.0
                 for p in range(P):
-                    x = pipeline[b, n, k, p]
+                    x = pl[k, p]
                     pk += x
-                    out[b, n, 4 * K + k * P + p] = x * c
-                out[b, n, k] = oh * c
-                out[b, n, K + k] = bl * c
-                out[b, n, 2 * K + k] = (oh + pk - bl) * c
-                out[b, n, 3 * K + k] = forecast[n, k]
+                    row[4 * K + k * P + p] = x * c
+                row[k] = oh * c
+                row[K + k] = bl * c
+                row[2 * K + k] = (oh + pk - bl) * c
+                row[3 * K + k] = forecast[n, k]
                 for j in range(H):
-                    out[b, n, 4 * K + K * P + k * H + j] = hist[b, n, k, j] * c
+                    row[4 * K + K * P + k * H + j] = hs[k, j] * c
             stock[n] = s
-            out[b, n, o] = time3[0]
-            out[b, n, o + 1] = time3[1]
-            out[b, n, o + 2] = time3[2]
-            for f in range(F):  # the static node features: a plain float32 copy
-                out[b, n, o + 3 + f] = feats[n, f]
+            row[o] = time3[0]
+            row[o + 1] = time3[1]
+            row[o + 2] = time3[2]
+            row[o + 3 : o + 3 + F] = feats[n]  # the static node features: a plain float32 copy
         if vis == 1:
             for n in range(N):
+                row = ob[n]
                 for m in range(M):
                     r = stock[to[n, m]]
-                    out[b, n, v + m] = r * recv_onhand[n, m]
-                    out[b, n, v + M + m] = r * recv_dos[n, m]
-                out[b, n, v + 2 * M] = stock[src[n]] * src_dos[n]
+                    row[v + m] = r * recv_onhand[n, m]
+                    row[v + M + m] = r * recv_dos[n, m]
+                row[v + 2 * M] = stock[src[n]] * src_dos[n]
         elif vis == 2:
             for n in range(N):
+                row = ob[n]
                 for j in range(N):
-                    out[b, n, v + j] = stock[j] * inv[j]
+                    row[v + j] = stock[j] * inv[j]
 
 
 @numba.njit(inline="always", error_model="numpy")
