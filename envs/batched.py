@@ -36,7 +36,8 @@ class BatchedInventoryEnv:
     ``step`` takes per-agent actions in [-1, 1] (decoded by :class:`AgentSpaces`);
     ``step_quantities`` takes an :class:`Action` of unit quantities (baselines, server).
     ``backend``: ``"numpy"`` steps with :func:`invnet.envs.core.step`, ``"numba"`` with the compiled
-    kernels of :mod:`invnet.envs.core_jit` (same results, tested equal), ``"auto"`` picks numba if importable.
+    kernels of :mod:`invnet.envs.core_jit` (same results, tested equal), ``"auto"`` is numba (a required
+    dependency: the demand streams are compiled too).
     ``parallel`` (numba backend, one SKU): ``None`` steps batches of at least
     :data:`~invnet.envs.core_jit.PARALLEL_MIN_BATCH` rows on all cores, ``True`` any batch, ``False`` none
     (identical results; one core is cheaper in CPU time and better on a machine whose other cores are busy).
@@ -71,7 +72,7 @@ class BatchedInventoryEnv:
         self.reward_mode = reward or a.reward
         self.reward_weight = a.reward_weight if reward_weight is None else reward_weight
         self.batch_size = batch_size
-        self.sampler = DemandSampler(self.net.scenario, self.net.mean_demand)
+        self.sampler = self.net.demand_sampler
         self._seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
         self._reset_count = 0
         self.state: State = initial_state(self.net, batch_size, a.demand_history)
@@ -145,24 +146,11 @@ class BatchedInventoryEnv:
         return {"t": self.state.t, "seeds": self.seeds, "reset_count": self._reset_count}
 
 
-def numba_available() -> bool:
-    """True when numba imports (the ``auto`` backend then compiles the step)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _resolve_backend(backend: str) -> str:
-    """``auto`` -> ``numba`` if importable else ``numpy``; ValueError naming ``backend`` otherwise."""
+    """``auto`` -> ``numba``; ValueError naming ``backend`` for anything not in BACKENDS."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "numba" if numba_available() else "numpy"
-    if backend == "numba" and not numba_available():
-        raise ValueError("backend: 'numba' needs the numba package (pip install numba), or use 'numpy'")
-    return backend
+    return "numba" if backend == "auto" else backend
 
 
 def batched_env(scenario: Scenario, batch_size: int, **options: Any) -> BatchedInventoryEnv:

@@ -180,6 +180,7 @@ class DemandSampler:
         mu = mean[:, self._node, self._sku] if cells else np.zeros((self.T, 0))  # [T, C]
         cv = np.array([c[3] for c in cells], dtype=float)
         self._normal = np.array([c[2] == "normal" for c in cells], dtype=bool)
+        self._any_normal = bool(self._normal.any())
         self._round = np.array([c[4] for c in cells], dtype=bool)
         self._mu, self._sd = mu, cv[None, :] * mu
         nb = np.array([c[2] == "negative_binomial" for c in cells], dtype=bool)
@@ -197,7 +198,7 @@ class DemandSampler:
             return out
         u = uniforms(seeds, episode, DEMAND_STREAM, self.keys, self.T)  # [B, T, C]
         z = None
-        if self.rho != 0.0 or self._normal.any():
+        if self.rho != 0.0 or self._any_normal:
             from scipy import special  # lazy: only normal or correlated demand needs it
 
             z = special.ndtri(u)
@@ -206,7 +207,7 @@ class DemandSampler:
                 u = special.ndtr(z)
         cell_table, tab_start, tab_len, tab_lo, cdf, guide = self._tables
         _invert_kernel(u, cell_table, self._node, self._sku, tab_start, tab_len, tab_lo, cdf, guide, out)
-        if z is not None and self._normal.any():
+        if z is not None and self._any_normal:
             c = np.flatnonzero(self._normal)
             x = np.maximum(self._mu[:, c] + self._sd[:, c] * z[:, :, c], 0.0)  # [B, T, Cn]
             x = np.where(self._round[c], np.round(x), x)
@@ -263,11 +264,10 @@ def _discrete_tables(
     start = (np.cumsum(length) - length).astype(np.int64)
     which = np.repeat(np.arange(len(uniq)), length)
     k = (np.arange(int(length.sum())) - start[which] + lo[which]).astype(float)
-    cdf = np.where(
-        is_nb[which],
-        stats.nbinom.cdf(k, np.maximum(n[which], 1e-12), p[which]),
-        stats.poisson.cdf(k, safe_m[which]),
-    )
+    cdf = np.empty(k.shape)
+    nbw = is_nb[which]  # each entry evaluated once, by its own distribution
+    cdf[nbw] = stats.nbinom.cdf(k[nbw], n[which][nbw], p[which][nbw])
+    cdf[~nbw] = stats.poisson.cdf(k[~nbw], safe_m[which][~nbw])
     cdf[m[which] <= 0] = 1.0  # zero mean: always 0
     cdf[start + length - 1] = 1.0  # the mass beyond 1 - _TAIL joins the last value
     guide = np.empty(_GUIDE * cdf.shape[0], dtype=np.int64)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from invnet.envs.scenario import SUPPLIER, Scenario
+
+if TYPE_CHECKING:
+    from invnet.envs.demand import DemandSampler
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +49,13 @@ class Network:
     disrupted: np.ndarray  # [T, N] bool: node can neither ship nor receive
     mean_demand: np.ndarray  # [T, N, K] expected demand per period (forecast)
     outbound: list[list[int]] = field(repr=False)  # per node: lane indices it sends on, in scenario order
+
+    @cached_property
+    def demand_sampler(self) -> DemandSampler:
+        """The scenario's demand sampler (its inversion tables are built once per network, then shared)."""
+        from invnet.envs.demand import DemandSampler
+
+        return DemandSampler(self.scenario, self.mean_demand)
 
     @property
     def n_nodes(self) -> int:

@@ -149,16 +149,6 @@ def test_numba_backend_rejects_bad_actions_like_numpy(bad: float) -> None:
     np.testing.assert_array_equal(out.ordered, expected.orders)
 
 
-def test_auto_backend_falls_back_to_numpy_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
-    import invnet.envs.batched as batched
-
-    monkeypatch.setattr(batched, "numba_available", lambda: False)
-    sc = load_scenario("serial_3stage")
-    assert BatchedInventoryEnv(sc, 1).backend == "numpy"
-    with pytest.raises(ValueError, match="backend: 'numba' needs the numba package"):
-        BatchedInventoryEnv(sc, 1, backend="numba")
-
-
 def _step_all(env: BatchedInventoryEnv, actions: list[np.ndarray]) -> list[tuple[Any, ...]]:
     """(obs, rewards, every StepOutput field, every State field) after each step, copied."""
     results = [(env.reset().copy(),)]
