@@ -42,9 +42,6 @@ from invnet.envs.spaces import AgentSpaces, team_rewards
 _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
 
-ROW_BLOCK = 16  # rows per block of the fused kernels: each stage runs over a block, whose data stays in L1/L2
-
-
 @numba.njit(inline="always", error_model="numpy")
 def _step_scratch(t, K, P, consts):
     """:func:`_step_rows`' per-call constants (the receiver whose order rides each lane, -1 if none; any
@@ -422,25 +419,6 @@ def _observe_rows(
                     row[v + j] = stock[j] * inv[j]
 
 
-@numba.njit(inline="always", error_model="numpy")
-def _rewards_rows(lo, hi, cost_out, mode, weight, rewards):
-    """team_rewards of rows lo..hi-1: team = -network cost (mode 0), local = -own cost (1), mixed = w local +
-    (1 - w) team (2)."""
-    N = rewards.shape[1]
-    for b in range(lo, hi):
-        team = 0.0
-        for n in range(N):
-            team += cost_out[0, b, n] + cost_out[1, b, n] + cost_out[2, b, n] + cost_out[3, b, n]
-        for n in range(N):
-            own = -(cost_out[0, b, n] + cost_out[1, b, n] + cost_out[2, b, n] + cost_out[3, b, n])
-            if mode == 0:
-                rewards[b, n] = -team
-            elif mode == 1:
-                rewards[b, n] = own
-            else:
-                rewards[b, n] = weight * own + (1.0 - weight) * -team
-
-
 # Entry points: the row functions above are inlined with ``fixed_k`` a constant (numba caches these).
 @numba.njit(cache=True, error_model="numpy")
 def _step_kernel_k1(
@@ -490,75 +468,430 @@ def _observe_kernel(
     )  # fmt: skip
 
 
+_N_NODE_PLANES = 13  # node_out planes the step computes (then demand): _NODE_OUT + next on_hand, next arrived
+TILE = 32  # rows per tile of the fused one-SKU kernel (each inner loop runs over a tile's contiguous rows)
+
+
 @numba.njit(error_model="numpy")
 def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
-    """Rows lo..hi-1 of decode + step + rewards + observation of the next state (one SKU), ROW_BLOCK rows at a
-    time: a block's data stays in L1/L2 from its actions to its observation. False if some row has bad actions
-    (a bad row is stepped on: outputs are fresh buffers, and the caller raises AgentSpaces.decode's error).
-    Not inlined: the serial and the parallel kernel share one compiled copy (one call per chunk of rows)."""
-    actions, dec_i, tr_idx, half_order, half_tr, up_to, orders = dec
-    t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand_all, lead_all = inputs
-    cost_out, node_out, lane_out, pipe_out, hist_next = outs
+    """Rows lo..hi-1 of decode + step + rewards + observation of the next state (one SKU), batch-innermost.
+
+    State, outputs and exogenous inputs are planes ``[node or lane, (slot,) row]`` (see :class:`_PlaneBuffers`),
+    so every stage of :func:`_step_rows` (same event order, same arithmetic in the same order: bit-identical
+    results) runs as loops over TILE contiguous rows that LLVM turns into SIMD instructions (4 rows per AVX2
+    operation), writing straight into the output planes. Only the actions (``[B, N, A]``), the rewards
+    (``[B, N]``) and the observation (``[B, N, obs_dim]``) are row-major. False if some row has bad actions (a
+    bad row is stepped on: outputs are fresh buffers, and the caller raises AgentSpaces.decode's error). Not
+    inlined: the serial and the parallel kernel share one compiled copy (one call per chunk of rows)."""
+    actions, order_idx, tr_idx, half_order, half_tr, up_to = dec
+    t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand, lead = inputs
+    node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal = consts
+    cost_out, node_out, lane_out, pipe_out, hist_next, orders = outs
     reward_mode, reward_weight, rewards = rew
-    observe, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs = obs_in
-    B, N = on_hand.shape[0], on_hand.shape[1]
-    flat = actions.reshape(B, actions.shape[1] * actions.shape[2])
-    scratch = _step_scratch(t, 1, pipeline.shape[3], consts)
-    transfers = np.empty((ROW_BLOCK, lane_out.shape[2], 1))  # the block's transfers (not an output)
-    stock = np.empty(N)
-    on_hand_next, backlog_next, pipeline_next = node_out[11], node_out[3], pipe_out[0]
+    observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs = obs_in
+    N, B = on_hand.shape
+    E, P, H = lane_i.shape[1], pipeline.shape[1], hist.shape[1]
+    A = actions.shape[2]
+    flat = actions.reshape(B, N * A)
+    has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
+    is_sup, source_lane, lt0 = node_i[0], node_i[1], node_i[2]
+    lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
+    lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
+    down_now, down_next = disrupted[t], disrupted[t + 1]
+    order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
+    order_of = np.full(E, -1, dtype=np.int64)  # the receiver whose upstream order rides each lane
+    for n in range(N):
+        if source_lane[n] >= 0:
+            order_of[source_lane[n]] = n
+    any_down = False
+    any_cap = False
+    for n in range(N):
+        any_down = any_down or down_now[n]
+        any_cap = any_cap or math.isfinite(capacity[n])
+    R = TILE
+    # row scratch of a tile (values that are not outputs)
+    rs = np.empty((5, N, R))
+    asks, fnode, trref, inbound, frecv = rs[0], rs[1], rs[2], rs[3], rs[4]
+    pipe, rate = np.empty((N, P, R)), np.empty((N, P, R))  # pipeline after this period's shipments
+    trq, lord = np.empty((E, R)), np.empty((E, R))  # transfer asked, upstream-order part of the lane flow
+    team = np.empty(R)
+    # tile columns of input and output planes, contiguous [node or lane, row] (copied in and out per tile)
+    oh, bl, arr, dem, ordq = np.empty((N, R)), np.empty((N, R)), np.empty((N, R)), np.empty((N, R)), np.empty((N, R))
+    hc, shc, oc, tc = np.empty((N, R)), np.empty((N, R)), np.empty((N, R)), np.empty((N, R))
+    nodes = np.empty((_N_NODE_PLANES, N, R))  # node_out planes of the tile
+    sales, served, lost, blo, oho, in_tr, recv = nodes[0], nodes[1], nodes[2], nodes[3], nodes[4], nodes[5], nodes[6]
+    oship, sup, shipped, refused, oh_next, arr_next = nodes[7], nodes[8], nodes[9], nodes[10], nodes[11], nodes[12]
+    lship, lflow = np.empty((E, R)), np.empty((E, R))
+    D = template.shape[1]
+    M = to.shape[1]
+    v = D - (0 if vis == 0 else (2 * M + 1 if vis == 1 else N))  # first visibility column
+    o = 4 + P + H  # first time-feature column
+    dyn = np.empty((N, 3 + P + H + D - v, R), dtype=np.float32)  # observation columns that vary by row
     ok = True
-    for b0 in range(lo, hi, ROW_BLOCK):
-        b1 = min(b0 + ROW_BLOCK, hi)
-        ok &= _decode_rows(
-            1, b0, b1, b0, flat, dec_i, tr_idx, half_order, half_tr, up_to, on_hand, pipeline, backlog, orders,
-            transfers,
-        )  # fmt: skip
-        _step_rows(
-            1, b0, b1, b0, t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, orders, transfers,
-            demand_all, lead_all, consts, cost_out, node_out, lane_out, pipe_out, hist_next, scratch,
-        )  # fmt: skip
-        _rewards_rows(b0, b1, cost_out, reward_mode, reward_weight, rewards)
-        if observe:
-            _observe_rows(
-                1, b0, b1, on_hand_next, backlog_next, pipeline_next, hist_next, forecast, inv, time3, feats, vis,
-                to, recv_onhand, recv_dos, src, src_dos, obs, stock,
-            )  # fmt: skip
+    for b0 in range(lo, hi, R):
+        nr = min(R, hi - b0)
+        b1 = b0 + nr
+        for n in range(N):  # this tile's columns of the input planes
+            oh[n, :nr] = on_hand[n, b0:b1]
+            bl[n, :nr] = backlog[n, b0:b1]
+            arr[n, :nr] = arrived[n, b0:b1]
+            dem[n, :nr] = demand[n, b0:b1]
+        # decode (AgentSpaces.decode): actions are row-major, the only transposing read
+        for r in range(nr):
+            fb = flat[b0 + r]
+            for i in range(N * A):
+                ok &= abs(fb[i]) <= 1.0 + 1e-6  # False for NaN
+            for n in range(N):
+                ordq[n, r] = (min(max(fb[order_idx[n]], -1.0), 1.0) + 1.0) * half_order[n]
+            for e in range(E):
+                trq[e, r] = (min(max(fb[tr_idx[e]], -1.0), 1.0) + 1.0) * half_tr[e]
+        for n in range(N):
+            for p in range(P):
+                pin, rin, pn, rt = pipeline[n, p, b0:b1], pipe_rate[n, p, b0:b1], pipe[n, p], rate[n, p]
+                for r in range(nr):
+                    pn[r] = pin[r]
+                    rt[r] = rin[r]
+        if up_to:  # the action is a target inventory position: order = max(target - IP, 0)
+            for n in range(N):
+                x, q, b_, pn = oh[n], ordq[n], bl[n], pipe[n]
+                for r in range(nr):
+                    pk = 0.0
+                    for p in range(P):
+                        pk += pn[p, r]
+                    q[r] = max(q[r] - (x[r] + pk - b_[r]), 0.0)
+        # 3a. disruption: a disrupted node's orders are refused
+        for n in range(N):
+            q, s, a = ordq[n], sup[n], asks[n]
+            fed = is_sup[n] != 0 and not down_now[n]
+            for r in range(nr):
+                s[r] = q[r] if fed else 0.0
+                a[r] = 0.0
+        # 3b. lane capacity, shared by the upstream order and the transfers on the lane
+        for e in range(E):
+            lo_e, ls_e, tq = lord[e], lship[e], trq[e]
+            rc = order_of[e]
+            if any_down and (down_now[lane_from[e]] or down_now[lane_to[e]]):
+                for r in range(nr):
+                    lo_e[r] = 0.0
+                    ls_e[r] = 0.0
+            else:
+                oq = ordq[rc] if rc >= 0 else ordq[0]
+                cap = lane_cap[e]
+                for r in range(nr):
+                    qo = oq[r] if rc >= 0 else 0.0
+                    tr = tq[r]
+                    need = qo + tr
+                    f = min(max(cap / need, 0.0), 1.0) if need > cap else 1.0
+                    lo_e[r] = qo * f
+                    ls_e[r] = tr * f
+            if not any_cap:
+                a = asks[lane_from[e]]
+                for r in range(nr):
+                    a[r] += lo_e[r] + ls_e[r]
+        # 3c. receiver storage capacity: all inbound asks scaled by room / inbound
+        if any_cap:
+            for n in range(N):
+                ib, s, fr = inbound[n], sup[n], frecv[n]
+                for r in range(nr):
+                    ib[r] = s[r]
+                    fr[r] = 1.0
+            for e in range(E):
+                ib, lo_e, ls_e = inbound[lane_to[e]], lord[e], lship[e]
+                for r in range(nr):
+                    ib[r] += lo_e[r] + ls_e[r]
+            for n in range(N):
+                cap = capacity[n]
+                if math.isfinite(cap):
+                    ib, s, fr, x, pn = inbound[n], sup[n], frecv[n], oh[n], pipe[n]
+                    for r in range(nr):
+                        held = 0.0 + x[r]
+                        for p in range(P):
+                            held += pn[p, r]
+                        room = max(cap - held, 0.0)
+                        f = min(max(room / ib[r], 0.0), 1.0) if ib[r] > room else 1.0
+                        fr[r] = f
+                        s[r] *= f
+            for e in range(E):
+                fr, lo_e, ls_e, a = frecv[lane_to[e]], lord[e], lship[e], asks[lane_from[e]]
+                for r in range(nr):
+                    f = fr[r]
+                    lo_e[r] *= f
+                    ls_e[r] *= f
+                    a[r] += lo_e[r] + ls_e[r]
+        # 3d. sender stock: every ask scaled by on_hand / asks (proportional rationing)
+        for n in range(N):
+            a, x, fn, sh, s = asks[n], oh[n], fnode[n], shipped[n], sup[n]
+            os_, ohn, rv, ar = oship[n], oho[n], recv[n], arr[n]
+            tref, o_c, t_c = trref[n], oc[n], tc[n]
+            for r in range(nr):
+                f = x[r] / a[r] if a[r] > x[r] else 1.0
+                fn[r] = f
+                sh[r] = a[r] * f if a[r] > x[r] else a[r]
+                tref[r] = 0.0
+                os_[r] = s[r]
+                ohn[r] = max(x[r] - sh[r], 0.0)
+                rv[r] = ar[r]
+                o_c[r] = 0.0
+                t_c[r] = 0.0
+        # shipped units: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline; lane
+        # costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed charge
+        # per lane used, with the upstream order when the lane carries one
+        for e in range(E):
+            s_, rc, L = lane_from[e], lane_to[e], lane_lead[e]
+            fs, lo_e, ls_e, fl, tq = fnode[s_], lord[e], lship[e], lflow[e], trq[e]
+            tref, t_c, o_c, os_ = trref[s_], tc[s_], oc[rc], oship[rc]
+            dest = oho[rc] if L == 0 else pipe[rc, L - 1]
+            rv = recv[rc]
+            rt = rate[rc, max(L - 1, 0)]
+            unit, fixed, hs = lane_unit[e], lane_fixed[e], holding[s_, 0]
+            carries_order = order_of[e] >= 0
+            for r in range(nr):
+                f = fs[r]
+                qo = lo_e[r] * f
+                tr = ls_e[r] * f
+                ls_e[r] = tr
+                q = qo + tr
+                fl[r] = q
+                tref[r] += tq[r] - tr
+                if carries_order:
+                    os_[r] += qo
+                dest[r] += q
+                t_c[r] += tr * unit
+                if qo != 0.0:
+                    o_c[r] += qo * unit
+                lo_e[r] = qo
+            if L == 0:
+                for r in range(nr):
+                    rv[r] += fl[r]
+            elif pipeline_holding:
+                for r in range(nr):
+                    rt[r] += fl[r] * hs
+            if fixed != 0.0:
+                for r in range(nr):
+                    if lo_e[r] > 1e-9:
+                        o_c[r] += fixed
+                    elif ls_e[r] > 1e-9:
+                        t_c[r] += fixed
+        for n in range(N):
+            if not is_sup[n]:
+                continue
+            s, ohn, rv = sup[n], oho[n], recv[n]
+            if fixed_lt:
+                L = lt0[n]
+                if L == 0:
+                    for r in range(nr):
+                        ohn[r] += s[r]
+                        rv[r] += s[r]
+                else:
+                    pn, rt = pipe[n, L - 1], rate[n, L - 1]
+                    for r in range(nr):
+                        pn[r] += s[r]
+                    if pipeline_holding:
+                        for r in range(nr):
+                            rt[r] += s[r] * supplier_holding
+            else:
+                lt = lead[n, b0:b1]
+                for r in range(nr):
+                    q = s[r]
+                    if lt[r] == 0:
+                        ohn[r] += q
+                        rv[r] += q
+                    else:
+                        pipe[n, lt[r] - 1, r] += q
+                        if pipeline_holding:
+                            rate[n, lt[r] - 1, r] += q * supplier_holding
+        # 4. demand (backlog first in backorder mode) and 5. costs; then the advance: next period's arrivals
+        # join on-hand (a disrupted node's arrivals wait in transit)
+        for r in range(nr):
+            team[r] = 0.0
+        for n in range(N):
+            q, os_, tref, d_, b_, ohn = ordq[n], oship[n], trref[n], dem[n], bl[n], oho[n]
+            rf, sl, sv, ls_, bo = refused[n], sales[n], served[n], lost[n], blo[n]
+            h_c, s_c, o_c, t_c, it = hc[n], shc[n], oc[n], tc[n], in_tr[n]
+            pn, rt = pipe[n], rate[n]
+            hold, pen = holding[n, 0], penalty[n, 0]
+            for r in range(nr):
+                rf[r] = max(q[r] - os_[r], 0.0) + max(tref[r], 0.0)
+                d = d_[r]
+                if backorder:
+                    due = b_[r] + d
+                    sold = min(ohn[r], due)
+                    bo[r] = due - sold
+                    sv[r] = max(sold - b_[r], 0.0)
+                    ls_[r] = 0.0
+                    short = 0.0 + bo[r] * pen
+                else:
+                    sold = min(ohn[r], d)
+                    ls_[r] = d - sold
+                    sv[r] = sold
+                    bo[r] = b_[r]
+                    short = 0.0 + ls_[r] * pen
+                sl[r] = sold
+                ohn[r] -= sold
+                h = 0.0 + ohn[r] * hold
+                s = 0.0
+                for p in range(P):
+                    s += pn[p, r]
+                    if pipeline_holding:
+                        h += rt[p, r]
+                it[r] = s
+                h_c[r] = h
+                s_c[r] = short
+                qty = 0.0 + os_[r]
+                c = order_unit * qty
+                if order_fixed != 0.0 and qty > 1e-9:
+                    c += order_fixed
+                o_c[r] += c
+                team[r] += h + short + o_c[r] + t_c[r]
+            for j in range(H - 1):
+                hin, hout = hist[n, j + 1, b0:b1], hist_next[n, j, b0:b1]
+                for r in range(nr):
+                    hout[r] = hin[r]
+            hout = hist_next[n, H - 1, b0:b1]
+            for r in range(nr):
+                hout[r] = d_[r]
+            ohx, axt = oh_next[n], arr_next[n]
+            if has_next:
+                for p in range(P - 1):
+                    pout, rout = pipe_out[0, n, p, b0:b1], pipe_out[1, n, p, b0:b1]
+                    pn1, rt1 = pipe[n, p + 1], rate[n, p + 1]
+                    for r in range(nr):
+                        pout[r] = pn1[r]
+                        rout[r] = rt1[r]
+                pout, rout = pipe_out[0, n, P - 1, b0:b1], pipe_out[1, n, P - 1, b0:b1]
+                pn0, rt0 = pipe[n, 0], rate[n, 0]
+                for r in range(nr):
+                    pout[r] = 0.0
+                    rout[r] = 0.0
+                if down_next[n]:
+                    pout, rout = pipe_out[0, n, 0, b0:b1], pipe_out[1, n, 0, b0:b1]
+                    for r in range(nr):
+                        pout[r] += pn0[r]
+                        rout[r] += rt0[r]
+                        axt[r] = 0.0
+                        ohx[r] = ohn[r] + 0.0
+                else:
+                    for r in range(nr):
+                        axt[r] = pn0[r]
+                        ohx[r] = ohn[r] + pn0[r]
+            else:
+                for p in range(P):
+                    pout, rout, pnp, rtp = pipe_out[0, n, p, b0:b1], pipe_out[1, n, p, b0:b1], pipe[n, p], rate[n, p]
+                    for r in range(nr):
+                        pout[r] = pnp[r]
+                        rout[r] = rtp[r]
+                for r in range(nr):
+                    axt[r] = 0.0
+                    ohx[r] = ohn[r]
+        for n in range(N):  # the tile's columns of the output planes
+            orders[n, b0:b1] = ordq[n, :nr]
+            cost_out[0, n, b0:b1] = hc[n, :nr]
+            cost_out[1, n, b0:b1] = shc[n, :nr]
+            cost_out[2, n, b0:b1] = oc[n, :nr]
+            cost_out[3, n, b0:b1] = tc[n, :nr]
+            for k in range(_N_NODE_PLANES):
+                node_out[k, n, b0:b1] = nodes[k, n, :nr]
+            node_out[_N_NODE_PLANES, n, b0:b1] = dem[n, :nr]
+        for e in range(E):
+            lane_out[0, e, b0:b1] = lship[e, :nr]
+            lane_out[1, e, b0:b1] = lflow[e, :nr]
+        # rewards (row-major): team = -network cost, local = -own cost, mixed = w local + (1 - w) team
+        for r in range(nr):
+            b = b0 + r
+            for n in range(N):
+                if reward_mode == 0:
+                    rewards[b, n] = -team[r]
+                else:
+                    own = -(hc[n, r] + shc[n, r] + oc[n, r] + tc[n, r])
+                    rewards[b, n] = own if reward_mode == 1 else reward_weight * own + (1.0 - reward_weight) * -team[r]
+        if observe:  # AgentSpaces.observe of the next state: entries that vary by row computed over the tile's
+            # rows into dyn [N, columns, row] (float32, as the observation), then copied row by row around
+            # the template's entries (the same in every row)
+            for n in range(N):
+                c = inv[n]
+                x_, y_, acc = oh_next[n], blo[n], team  # team's rewards are written: reuse it as scratch
+                for r in range(nr):
+                    acc[r] = 0.0
+                for p in range(P):
+                    pp, dst = pipe_out[0, n, p, b0:b1], dyn[n, 3 + p]
+                    for r in range(nr):
+                        z = pp[r]
+                        acc[r] += z
+                        dst[r] = z * c
+                d0, d1, d2 = dyn[n, 0], dyn[n, 1], dyn[n, 2]
+                for r in range(nr):
+                    x, y = x_[r], y_[r]
+                    d0[r] = x * c
+                    d1[r] = y * c
+                    d2[r] = (x + acc[r] - y) * c
+                for j in range(H):
+                    hh, dst = hist_next[n, j, b0:b1], dyn[n, 3 + P + j]
+                    for r in range(nr):
+                        dst[r] = hh[r] * c
+                if vis == 1:
+                    for m in range(M):
+                        z_, co, cd = oh_next[to[n, m]], recv_onhand[n, m], recv_dos[n, m]
+                        e1, e2 = dyn[n, 3 + P + H + m], dyn[n, 3 + P + H + M + m]
+                        for r in range(nr):
+                            e1[r] = z_[r] * co
+                            e2[r] = z_[r] * cd
+                    z_, cs, dst = oh_next[src[n]], src_dos[n], dyn[n, 3 + P + H + 2 * M]
+                    for r in range(nr):
+                        dst[r] = z_[r] * cs
+                elif vis == 2:
+                    for j in range(N):
+                        z_, cj, dst = oh_next[j], inv[j], dyn[n, 3 + P + H + j]
+                        for r in range(nr):
+                            dst[r] = z_[r] * cj
+            ND = N * D
+            flat_obs, flat_template = obs.reshape(B, ND), template.reshape(ND)
+            for r in range(nr):
+                ob = flat_obs[b0 + r]
+                for i in range(ND):  # a vectorised copy of the row's template, then the varying entries
+                    ob[i] = flat_template[i]
+                for n in range(N):
+                    at = n * D
+                    for i in range(3):
+                        ob[at + i] = dyn[n, i, r]
+                    for i in range(4, o):
+                        ob[at + i] = dyn[n, i - 1, r]
+                    for i in range(v, D):
+                        ob[at + i] = dyn[n, i - v + o - 1, r]
     return ok
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _env_kernel_k1(
-    actions, dec_i, tr_idx, half_order, half_tr, up_to, orders, t, flags, on_hand, backlog, pipeline,
-    pipe_rate, arrived, hist, demand_all, lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted,
-    scal, cost_out, node_out, lane_out, pipe_out, hist_next, reward_mode, reward_weight, rewards, observe,
-    forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
+    actions, order_idx, tr_idx, half_order, half_tr, up_to, t, flags, on_hand, backlog, pipeline, pipe_rate,
+    arrived, hist, demand, lead, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out,
+    node_out, lane_out, pipe_out, hist_next, orders, reward_mode, reward_weight, rewards, observe, template, inv,
+    vis, to, recv_onhand, recv_dos, src, src_dos, obs,
 ):  # fmt: skip
-    """Decode + step + rewards + observation of the next state (one SKU), serial; False on bad actions."""
-    dec = (actions, dec_i, tr_idx, half_order, half_tr, up_to, orders)
-    inputs = (t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand_all, lead_all)
+    """Decode + step + rewards + observation of the next state (one SKU, planes), serial; False on bad actions."""
+    dec = (actions, order_idx, tr_idx, half_order, half_tr, up_to)
+    inputs = (t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand, lead)
     consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
-    outs = (cost_out, node_out, lane_out, pipe_out, hist_next)
+    outs = (cost_out, node_out, lane_out, pipe_out, hist_next, orders)
     rew = (reward_mode, reward_weight, rewards)
-    obs_in = (observe, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
-    return _env_rows_k1(0, on_hand.shape[0], dec, inputs, consts, outs, rew, obs_in)
+    obs_in = (observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
+    return _env_rows_k1(0, on_hand.shape[1], dec, inputs, consts, outs, rew, obs_in)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _env_kernel_k1_par(
-    chunk, actions, dec_i, tr_idx, half_order, half_tr, up_to, orders, t, flags, on_hand, backlog, pipeline,
-    pipe_rate, arrived, hist, demand_all, lead_all, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted,
-    scal, cost_out, node_out, lane_out, pipe_out, hist_next, reward_mode, reward_weight, rewards, observe,
-    forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
+    chunk, actions, order_idx, tr_idx, half_order, half_tr, up_to, t, flags, on_hand, backlog, pipeline,
+    pipe_rate, arrived, hist, demand, lead, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal,
+    cost_out, node_out, lane_out, pipe_out, hist_next, orders, reward_mode, reward_weight, rewards, observe,
+    template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
 ):  # fmt: skip
     """:func:`_env_kernel_k1` over chunks of ``chunk`` rows in parallel (rows are independent: same results)."""
-    dec = (actions, dec_i, tr_idx, half_order, half_tr, up_to, orders)
-    inputs = (t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand_all, lead_all)
+    dec = (actions, order_idx, tr_idx, half_order, half_tr, up_to)
+    inputs = (t, flags, on_hand, backlog, pipeline, pipe_rate, arrived, hist, demand, lead)
     consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
-    outs = (cost_out, node_out, lane_out, pipe_out, hist_next)
+    outs = (cost_out, node_out, lane_out, pipe_out, hist_next, orders)
     rew = (reward_mode, reward_weight, rewards)
-    obs_in = (observe, forecast, inv, time3, feats, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
-    B = on_hand.shape[0]
+    obs_in = (observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
+    B = on_hand.shape[1]
     n_chunks = (B + chunk - 1) // chunk
     ok = np.ones(n_chunks, dtype=np.bool_)
     for i in numba.prange(n_chunks):
@@ -660,6 +993,41 @@ class _Buffers:
         return state, out
 
 
+class _PlaneBuffers:
+    """Output planes of one fused one-SKU step, batch axis last (``[4, N, B]`` costs, ``[17, N, B]`` node
+    outputs in :class:`_Buffers`' order, ``[2, E, B]`` lanes, ``[2, N, P, B]`` pipeline and pipe rate,
+    ``[N, H, B]`` demand history, ``[N, B]`` orders). StepOutput and State fields are ``[B, N, 1]`` (and
+    ``[B, N, 1, P]``, ``[B, N, 1, H]``) transposed views of them: the values and shapes of :func:`step_jit`'s
+    results, with the batch axis innermost in memory."""
+
+    def __init__(self, B: int, N: int, E: int, P: int, H: int) -> None:
+        self.cost = np.empty((4, N, B))
+        self.node = np.empty((len(_NODE_OUT) + 3, N, B))
+        self.lane = np.empty((2, E, B))
+        self.pipe = np.empty((2, N, P, B))
+        self.hist = np.empty((N, H, B))
+        self.orders = np.empty((N, B))
+
+    def results(self, t: int) -> tuple[State, StepOutput]:
+        node, pipe = self.node.transpose(0, 2, 1)[..., None], self.pipe.transpose(0, 3, 1, 2)[:, :, :, None, :]
+        lane, cost = self.lane.transpose(0, 2, 1)[..., None], self.cost.transpose(0, 2, 1)
+        fields_ = {name: node[i] for i, name in enumerate(_NODE_OUT)}
+        out = _frozen(
+            StepOutput, **dict(zip(_COSTS, cost, strict=True)), **fields_, demand=node[13],
+            ordered=self.orders.T[:, :, None], lane_shipped=lane[0], lane_flow=lane[1],
+        )  # fmt: skip
+        state = _frozen(
+            State, t=t + 1, on_hand=node[11], backlog=node[3], pipeline=pipe[0], pipe_rate=pipe[1], arrived=node[12],
+            demand_hist=self.hist.transpose(2, 0, 1)[:, :, None, :],
+        )  # fmt: skip
+        return state, out
+
+    def state_planes(self) -> tuple[np.ndarray, ...]:
+        """The next state's planes, in :meth:`JitStepper._planes` order."""
+        n = self.node
+        return n[11], n[3], self.pipe[0], self.pipe[1], n[12], self.hist
+
+
 def _c(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """C-contiguous arrays (no copy when they are): one compiled specialisation instead of one per layout
     (``initial_state``'s broadcast copies come out F-ordered)."""
@@ -751,6 +1119,7 @@ class JitStepper:
         order_idx, tr_idx, half_order, half_tr = spaces._decode_index
         self._order_idx = order_idx.astype(np.int64)
         self._tr_idx = tr_idx.reshape(net.n_lanes, net.n_skus).astype(np.int64)
+        self._order_idx1, self._tr_idx1 = self._order_idx[:, 0].copy(), self._tr_idx[:, 0].copy()  # SKU 0
         self._half_order = np.ascontiguousarray(half_order.reshape(net.n_nodes), dtype=float)
         self._half_tr = np.ascontiguousarray(half_tr.reshape(net.n_lanes), dtype=float)
         self._up_to = spaces.action_mode == "order_up_to"
@@ -769,9 +1138,10 @@ class JitStepper:
         self._src = p["src"].astype(np.int64)
         self._src_dos = np.ascontiguousarray(p["src_dos"], dtype=float)
         self._time = [spaces._time(_AtT(t)) for t in range(net.periods + 1)]  # [3] per t, as observe computes it
-        self._own_state: State | None = None  # the last state advance() built (C-contiguous by construction)
+        self._own: tuple[State, tuple[np.ndarray, ...]] | None = None  # the last state advance() built, its planes
         self._exo: Exogenous | None = None
         self._exo_arrays: tuple[np.ndarray, ...] = ()
+        self._templates: list[np.ndarray] = []
 
     def decode(self, actions: np.ndarray, state: State) -> Action:
         """:meth:`AgentSpaces.decode` compiled (falls back to it to raise the same errors on bad input)."""
@@ -807,17 +1177,16 @@ class JitStepper:
         a = np.ascontiguousarray(actions, dtype=np.float64)
         if a.shape != (B, N, sp.action_dim):
             sp.decode(actions, state)  # raises ValueError naming the shape
-        E, t = net.n_lanes, state.t
-        orders = np.empty((B, N, K))
-        buf = _buffers(state, E)
+        t = state.t
+        buf = _PlaneBuffers(B, N, net.n_lanes, net.pipeline_len, state.demand_hist.shape[3])
         rewards = np.empty((B, N))
         obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
         args = (
-            a, self._order_idx, self._tr_idx, self._half_order, self._half_tr, self._up_to, orders, t, c.flags[t],
-            *self._inputs(state, exo), c.node_i, c.lane_i, c.lane_f, c.capacity, c.holding, c.penalty, c.disrupted,
-            c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist, self._reward_mode, self._reward_weight, rewards,
-            observe, self._forecast[min(t + 1, net.periods - 1)], self._inv, self._time[t + 1], self._feats,
-            self._vis, self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
+            a, self._order_idx1, self._tr_idx1, self._half_order, self._half_tr, self._up_to,
+            t, c.flags[t], *self._planes(state), *self._exo_planes(exo, t), c.node_i, c.lane_i, c.lane_f, c.capacity,
+            c.holding, c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist, buf.orders,
+            self._reward_mode, self._reward_weight, rewards, observe, self._template(t + 1), self._inv, self._vis,
+            self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
         )  # fmt: skip
         if B >= self.parallel_min_batch and parallel_available():
             # dynamic scheduling (chunks handed out one at a time): a thread whose core is busy with another
@@ -832,16 +1201,44 @@ class JitStepper:
         if not ok:
             sp.decode(actions, state)  # raises ValueError naming the problem
             raise AssertionError("unreachable: the compiled decode refused actions that AgentSpaces.decode accepts")
-        new_state, out = buf.results(t, orders)
-        self._own_state = new_state
+        new_state, out = buf.results(t)
+        self._own = (new_state, buf.state_planes())
         return new_state, out, rewards, (obs if observe else None)
 
-    def _inputs(self, state: State, exo: Exogenous) -> tuple[np.ndarray, ...]:
-        """State and exogenous arrays for the kernel, C-contiguous (checked unless this stepper made them)."""
+    def _planes(self, state: State) -> tuple[np.ndarray, ...]:
+        """The state as planes (on_hand, backlog [N, B]; pipeline, pipe_rate [N, P, B]; arrived [N, B]; demand
+        history [N, H, B]): the buffers themselves for the state the last step built, else transposed copies."""
+        if self._own is not None and state is self._own[0]:
+            return self._own[1]
+        return (
+            *(np.ascontiguousarray(x[:, :, 0].T) for x in (state.on_hand, state.backlog)),
+            *(np.ascontiguousarray(x[:, :, 0].transpose(1, 2, 0)) for x in (state.pipeline, state.pipe_rate)),
+            np.ascontiguousarray(state.arrived[:, :, 0].T),
+            np.ascontiguousarray(state.demand_hist[:, :, 0].transpose(1, 2, 0)),
+        )
+
+    def _exo_planes(self, exo: Exogenous, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Demand [N, B] and supplier lead times [N, B] of period t (transposed once per episode)."""
         if exo is not self._exo:
-            self._exo, self._exo_arrays = exo, _c(exo.demand, exo.lead_time)
-        fields = (state.on_hand, state.backlog, state.pipeline, state.pipe_rate, state.arrived, state.demand_hist)
-        return (*(fields if state is self._own_state else _c(*fields)), *self._exo_arrays)
+            demand = np.ascontiguousarray(exo.demand[:, :, :, 0].transpose(1, 2, 0))  # [T, N, B]
+            lead = np.ascontiguousarray(exo.lead_time.transpose(1, 2, 0), dtype=np.int64)  # [T, N, B]
+            self._exo, self._exo_arrays = exo, (demand, lead)
+        demand, lead = self._exo_arrays
+        return demand[t], lead[t]
+
+    def _template(self, t: int) -> np.ndarray:
+        """[N, obs_dim] float32 observation entries that are the same in every row at period t (forecast, time
+        features, node features), zeros elsewhere: each row's observation starts as a copy of it."""
+        while len(self._templates) <= t:
+            k = len(self._templates)
+            net, sp = self.spaces.net, self.spaces
+            tmpl = np.zeros((net.n_nodes, sp.obs_dim), dtype=np.float32)
+            o = sp.own_dim
+            tmpl[:, 3] = self._forecast[min(k, net.periods - 1), :, 0]
+            tmpl[:, o : o + 3] = self._time[min(k, net.periods)]
+            tmpl[:, o + 3 : o + 3 + self._feats.shape[1]] = self._feats
+            self._templates.append(tmpl)
+        return self._templates[t]
 
     def observe(self, state: State) -> np.ndarray:
         """:meth:`AgentSpaces.observe` compiled: [B, N, obs_dim] float32."""
