@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 import pytest
 from invnet.envs import BatchedInventoryEnv, parse_scenario
-from invnet.envs.demand import DEMAND_STREAM, LEAD_TIME_STREAM, DemandSampler, cell_hash, uniforms
+from invnet.envs.demand import (
+    _GUIDE,
+    DEMAND_STREAM,
+    LEAD_TIME_STREAM,
+    DemandSampler,
+    _invert_kernel,
+    cell_hash,
+    uniforms,
+)
 from invnet.envs.network import compile_network
 from scipy import stats
 
@@ -141,3 +149,68 @@ def test_discrete_tables_are_shared_by_equal_means() -> None:
     net = compile_network(parse_scenario(scenario({"a": {"mean": 10.0}, "b": {"mean": 10.0}}, periods=52)))
     cell_table = DemandSampler(net.scenario, net.mean_demand)._tables[0]
     assert cell_table.shape == (52, 2) and np.unique(cell_table).tolist() == [0]
+
+
+def test_draws_are_pinned() -> None:
+    """Demand of seeds 0, 1, -7 in episode 2, periods 0-7 (node a Poisson 10, node b NB 6 cv 1.5): any change to
+    the streams, tables or inversion shows here (the values of the first inversion sampler, kept since)."""
+    pinned = {
+        0: [[15, 2], [11, 2], [10, 0], [7, 15], [14, 6], [10, 13], [11, 9], [16, 0]],
+        1: [[14, 0], [9, 0], [8, 26], [5, 1], [13, 27], [6, 3], [9, 0], [14, 7]],
+        -7: [[13, 19], [13, 3], [9, 0], [16, 0], [7, 2], [12, 2], [13, 16], [4, 1]],
+    }
+    net = compile_network(
+        parse_scenario(scenario({"a": {"mean": 10.0}, "b": {"dist": "negative_binomial", "mean": 6.0, "cv": 1.5}}))
+    )
+    x = DemandSampler(net.scenario, net.mean_demand).sample(list(pinned), 2)
+    for b, rows in enumerate(pinned.values()):
+        np.testing.assert_array_equal(x[b, :8, :, 0], rows)
+
+
+def reference_inversion(sampler: DemandSampler, u: np.ndarray) -> np.ndarray:
+    """F^-1(u) = lowest value + least i with cdf[i] > u, by binary search over each cell's table: [B, T, C]."""
+    cell_table, start, length, lo, cdf, _ = sampler._tables
+    out = np.empty(u.shape)
+    for t, c in np.ndindex(*cell_table.shape):
+        j = cell_table[t, c]
+        s, n = start[j], length[j]
+        out[:, t, c] = lo[j] + np.searchsorted(cdf[s : s + n], u[:, t, c], side="right")
+    return out
+
+
+def test_inversion_is_the_least_index_above_u() -> None:
+    """The guide tables only speed the search: each draw is exactly min{i: cdf[i] > u} (binary search here)."""
+    demand = {
+        "a": {"mean": 0.3},
+        "b": {"mean": 800.0},
+        "c": {"dist": "negative_binomial", "mean": 12.0, "cv": 0.8},
+        "d": {"dist": "negative_binomial", "mean": 0.5, "cv": 3.0},
+        "e": {"mean": 0.0},
+    }
+    nodes = ("a", "b", "c", "d", "e")
+    net = compile_network(parse_scenario(scenario(demand, nodes)))
+    sampler = DemandSampler(net.scenario, net.mean_demand)
+    seeds = np.arange(2000)
+    u = uniforms(seeds, 5, DEMAND_STREAM, sampler.keys, net.periods)
+    np.testing.assert_array_equal(sampler.sample(seeds, 5)[..., 0], reference_inversion(sampler, u))
+
+
+def test_guide_never_passes_the_answer_at_slot_edges() -> None:
+    """u a few ulps either side of every guide slot's edge g / m (where u * m may round across the edge)."""
+    net = compile_network(
+        parse_scenario(scenario({"a": {"mean": 3.0}, "b": {"dist": "negative_binomial", "mean": 40.0, "cv": 0.7}}))
+    )
+    sampler = DemandSampler(net.scenario, net.mean_demand)
+    cell_table, start, length, lo, cdf, guide = sampler._tables
+    for c in range(cell_table.shape[1]):
+        j = cell_table[0, c]
+        m = _GUIDE * length[j]
+        edges = np.arange(m + 1) / m
+        u = np.concatenate([edges + k * np.spacing(edges) for k in range(-3, 4)])
+        u = u[(u > 0.0) & (u < 1.0)]
+        plan_i = np.stack([np.arange(u.size), np.full(u.size, _GUIDE * start[j] + j), np.arange(u.size)])
+        plan_f = np.stack([np.full(u.size, float(m)), np.full(u.size, lo[j] - start[j])])
+        out = np.empty((1, u.size))
+        _invert_kernel(u[None], plan_i, plan_f, cdf, guide, out)
+        expected = lo[j] + np.searchsorted(cdf[start[j] : start[j] + length[j]], u, side="right")
+        np.testing.assert_array_equal(out[0], expected)
