@@ -20,9 +20,12 @@ from invnet.envs.spaces import AgentSpaces, team_rewards
 BACKENDS = ("auto", "numpy", "numba")
 
 
-def sample_exogenous(net: Network, sampler: DemandSampler, seeds: list[int], reset_count: int) -> Exogenous:
-    """Draw demand and lead times of episode ``reset_count`` for each seed (independent streams, CRN-safe)."""
-    demand = sampler.sample(seeds, reset_count)
+def sample_exogenous(
+    net: Network, sampler: DemandSampler, seeds: list[int], reset_count: int, parallel: bool | None = None
+) -> Exogenous:
+    """Draw demand and lead times of episode ``reset_count`` for each seed (independent streams, CRN-safe);
+    ``parallel`` as :meth:`DemandSampler.sample` (the same draws either way)."""
+    demand = sampler.sample(seeds, reset_count, parallel=parallel)
     if np.all(net.lt_cdf[:, 0] >= 1.0):  # fixed lead times: the draw would pick the only value anyway
         lead = np.broadcast_to(net.lt_values[:, 0], (len(seeds), net.periods, net.n_nodes)).copy()
     else:
@@ -38,8 +41,8 @@ class BatchedInventoryEnv:
     ``backend``: ``"numpy"`` steps with :func:`invnet.envs.core.step`, ``"numba"`` with the compiled
     kernels of :mod:`invnet.envs.core_jit` (same results, tested equal), ``"auto"`` is numba (a required
     dependency: the demand streams are compiled too).
-    ``parallel`` (numba backend, one SKU): ``None`` steps batches of at least
-    :data:`~invnet.envs.core_jit.PARALLEL_MIN_BATCH` rows on all cores, ``True`` any batch, ``False`` none
+    ``parallel`` (numba backend, one SKU; and the demand draws of every reset): ``None`` steps batches of at
+    least :data:`~invnet.envs.core_jit.PARALLEL_MIN_BATCH` rows on all cores, ``True`` any batch, ``False`` none
     (identical results; one core is cheaper in CPU time and better on a machine whose other cores are busy).
     """
 
@@ -78,6 +81,7 @@ class BatchedInventoryEnv:
         self.state: State = initial_state(self.net, batch_size, a.demand_history)
         self.exo: Exogenous | None = None
         self.backend = _resolve_backend(backend)
+        self._parallel = parallel
         self._jit = None
         if self.backend == "numba":
             from invnet.envs.core_jit import PARALLEL_MIN_BATCH, JitStepper  # lazy: only this backend needs them
@@ -97,7 +101,7 @@ class BatchedInventoryEnv:
         """Start new episodes; returns observations ``[B, N, obs_dim]`` (None if not ``observe``)."""
         if seed is not None:
             self._seed, self._reset_count = int(seed), 0
-        self.exo = sample_exogenous(self.net, self.sampler, self.seeds, self._reset_count)
+        self.exo = sample_exogenous(self.net, self.sampler, self.seeds, self._reset_count, self._parallel)
         self._reset_count += 1
         self.state = initial_state(self.net, self.batch_size, self.net.scenario.agents.demand_history)
         return self._observe() if observe else None

@@ -12,18 +12,20 @@ output and the next state against the NumPy core on random scenarios and on ever
   into one kernel call (what :class:`invnet.envs.batched.BatchedInventoryEnv` uses with ``backend="numba"``),
   so a step costs one dispatch instead of ~150 small NumPy calls.
 
-Kernel organisation: each stage is an ``inline="always"`` function over a range of batch rows
-(:func:`_decode_rows`, :func:`_step_rows`, :func:`_rewards_rows`, :func:`_observe_rows`) taking ``fixed_k``;
-the cached entry points pass 1 (one SKU, the common case: LLVM then unrolls the SKU loops) or 0 (K read from
-the arrays). The fused one-SKU step :func:`_env_rows_k1` runs the four stages block by block (``ROW_BLOCK``
-rows), so a block's data stays in L1/L2 from its actions to its observation instead of four passes over the
-whole batch (the step is compute-bound, so this saves little on one core; it is what lets the rows split into
-independent chunks).
+Kernel organisation: each stage of the general path is an ``inline="always"`` function over a range of batch
+rows (:func:`_decode_rows`, :func:`_step_rows`, :func:`_observe_rows`) taking ``fixed_k`` (1: one SKU, LLVM
+unrolls the SKU loops; 0: K read from the arrays); :func:`step_jit` and several-SKU networks use them.
+The one-SKU env step (:meth:`JitStepper.advance`, the training hot path) is one fused kernel,
+:func:`_env_rows_k1`, laid out batch-innermost: state, outputs and exogenous inputs are planes
+``[node or lane, (slot,) row]`` (:class:`_PlaneBuffers`; the StepOutput and State fields it returns are
+transposed views with the usual shapes), each stage is a loop over a tile of ``TILE`` contiguous rows that LLVM
+turns into SIMD instructions, and only the actions, rewards and observation are row-major. Its inner loops
+index arrays instead of taking views (numba reference-counts views with atomic instructions). It performs the
+same arithmetic in the same order as :func:`_step_rows` (bit-identical results, tested).
 :func:`_env_kernel_k1` calls it for all rows; :func:`_env_kernel_k1_par` (``parallel=True``) for chunks of
 ``PARALLEL_CHUNK`` rows on all cores, used for batches of at least ``PARALLEL_MIN_BATCH`` rows when numba has a
 thread-safe threading layer (tbb or omp, see :func:`parallel_available`); rows are independent, so both give
-bit-identical results. Several-SKU networks step through three calls (decode, step, observe) rather than a
-second fused kernel. Kernels are compiled on first use and cached on disk (``cache=True``, in
+bit-identical results. Kernels are compiled on first use and cached on disk (``cache=True``, in
 ``envs/__pycache__``), so later processes load them in well under a second.
 """
 
@@ -527,274 +529,260 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     v = D - (0 if vis == 0 else (2 * M + 1 if vis == 1 else N))  # first visibility column
     o = 4 + P + H  # first time-feature column
     dyn = np.empty((N, 3 + P + H + D - v, R), dtype=np.float32)  # observation columns that vary by row
+    flat_obs, flat_template = obs.reshape(obs.shape[0], N * D), template.reshape(N * D)
     ok = True
     for b0 in range(lo, hi, R):
         nr = min(R, hi - b0)
-        b1 = b0 + nr
+        # Inner loops index the arrays ([n, r], [n, p, b0 + r]) rather than take views (x = a[n]): numba counts
+        # references of every view with an atomic instruction, which cost a third of the step.
         for n in range(N):  # this tile's columns of the input planes
-            oh[n, :nr] = on_hand[n, b0:b1]
-            bl[n, :nr] = backlog[n, b0:b1]
-            arr[n, :nr] = arrived[n, b0:b1]
-            dem[n, :nr] = demand[n, b0:b1]
+            for r in range(nr):
+                oh[n, r] = on_hand[n, b0 + r]
+                bl[n, r] = backlog[n, b0 + r]
+                arr[n, r] = arrived[n, b0 + r]
+                dem[n, r] = demand[n, b0 + r]
+            for p in range(P):
+                for r in range(nr):
+                    pipe[n, p, r] = pipeline[n, p, b0 + r]
+                    rate[n, p, r] = pipe_rate[n, p, b0 + r]
         # decode (AgentSpaces.decode): actions are row-major, the only transposing read
         for r in range(nr):
-            fb = flat[b0 + r]
+            b = b0 + r
             for i in range(N * A):
-                ok &= abs(fb[i]) <= 1.0 + 1e-6  # False for NaN
+                ok &= abs(flat[b, i]) <= 1.0 + 1e-6  # False for NaN
             for n in range(N):
-                ordq[n, r] = (min(max(fb[order_idx[n]], -1.0), 1.0) + 1.0) * half_order[n]
+                ordq[n, r] = (min(max(flat[b, order_idx[n]], -1.0), 1.0) + 1.0) * half_order[n]
             for e in range(E):
-                trq[e, r] = (min(max(fb[tr_idx[e]], -1.0), 1.0) + 1.0) * half_tr[e]
-        for n in range(N):
-            for p in range(P):
-                pin, rin, pn, rt = pipeline[n, p, b0:b1], pipe_rate[n, p, b0:b1], pipe[n, p], rate[n, p]
-                for r in range(nr):
-                    pn[r] = pin[r]
-                    rt[r] = rin[r]
+                trq[e, r] = (min(max(flat[b, tr_idx[e]], -1.0), 1.0) + 1.0) * half_tr[e]
         if up_to:  # the action is a target inventory position: order = max(target - IP, 0)
             for n in range(N):
-                x, q, b_, pn = oh[n], ordq[n], bl[n], pipe[n]
                 for r in range(nr):
                     pk = 0.0
                     for p in range(P):
-                        pk += pn[p, r]
-                    q[r] = max(q[r] - (x[r] + pk - b_[r]), 0.0)
+                        pk += pipe[n, p, r]
+                    ordq[n, r] = max(ordq[n, r] - (oh[n, r] + pk - bl[n, r]), 0.0)
         # 3a. disruption: a disrupted node's orders are refused
         for n in range(N):
-            q, s, a = ordq[n], sup[n], asks[n]
             fed = is_sup[n] != 0 and not down_now[n]
             for r in range(nr):
-                s[r] = q[r] if fed else 0.0
-                a[r] = 0.0
+                sup[n, r] = ordq[n, r] if fed else 0.0
+                asks[n, r] = 0.0
         # 3b. lane capacity, shared by the upstream order and the transfers on the lane
         for e in range(E):
-            lo_e, ls_e, tq = lord[e], lship[e], trq[e]
             rc = order_of[e]
             if any_down and (down_now[lane_from[e]] or down_now[lane_to[e]]):
                 for r in range(nr):
-                    lo_e[r] = 0.0
-                    ls_e[r] = 0.0
+                    lord[e, r] = 0.0
+                    lship[e, r] = 0.0
             else:
-                oq = ordq[rc] if rc >= 0 else ordq[0]
                 cap = lane_cap[e]
+                rq = max(rc, 0)
                 for r in range(nr):
-                    qo = oq[r] if rc >= 0 else 0.0
-                    tr = tq[r]
+                    qo = ordq[rq, r] if rc >= 0 else 0.0
+                    tr = trq[e, r]
                     need = qo + tr
                     f = min(max(cap / need, 0.0), 1.0) if need > cap else 1.0
-                    lo_e[r] = qo * f
-                    ls_e[r] = tr * f
+                    lord[e, r] = qo * f
+                    lship[e, r] = tr * f
             if not any_cap:
-                a = asks[lane_from[e]]
+                s = lane_from[e]
                 for r in range(nr):
-                    a[r] += lo_e[r] + ls_e[r]
+                    asks[s, r] += lord[e, r] + lship[e, r]
         # 3c. receiver storage capacity: all inbound asks scaled by room / inbound
         if any_cap:
             for n in range(N):
-                ib, s, fr = inbound[n], sup[n], frecv[n]
                 for r in range(nr):
-                    ib[r] = s[r]
-                    fr[r] = 1.0
+                    inbound[n, r] = sup[n, r]
+                    frecv[n, r] = 1.0
             for e in range(E):
-                ib, lo_e, ls_e = inbound[lane_to[e]], lord[e], lship[e]
+                rc = lane_to[e]
                 for r in range(nr):
-                    ib[r] += lo_e[r] + ls_e[r]
+                    inbound[rc, r] += lord[e, r] + lship[e, r]
             for n in range(N):
                 cap = capacity[n]
                 if math.isfinite(cap):
-                    ib, s, fr, x, pn = inbound[n], sup[n], frecv[n], oh[n], pipe[n]
                     for r in range(nr):
-                        held = 0.0 + x[r]
+                        held = 0.0 + oh[n, r]
                         for p in range(P):
-                            held += pn[p, r]
+                            held += pipe[n, p, r]
                         room = max(cap - held, 0.0)
-                        f = min(max(room / ib[r], 0.0), 1.0) if ib[r] > room else 1.0
-                        fr[r] = f
-                        s[r] *= f
+                        ib = inbound[n, r]
+                        f = min(max(room / ib, 0.0), 1.0) if ib > room else 1.0
+                        frecv[n, r] = f
+                        sup[n, r] *= f
             for e in range(E):
-                fr, lo_e, ls_e, a = frecv[lane_to[e]], lord[e], lship[e], asks[lane_from[e]]
+                rc, s = lane_to[e], lane_from[e]
                 for r in range(nr):
-                    f = fr[r]
-                    lo_e[r] *= f
-                    ls_e[r] *= f
-                    a[r] += lo_e[r] + ls_e[r]
+                    f = frecv[rc, r]
+                    lord[e, r] *= f
+                    lship[e, r] *= f
+                    asks[s, r] += lord[e, r] + lship[e, r]
         # 3d. sender stock: every ask scaled by on_hand / asks (proportional rationing)
         for n in range(N):
-            a, x, fn, sh, s = asks[n], oh[n], fnode[n], shipped[n], sup[n]
-            os_, ohn, rv, ar = oship[n], oho[n], recv[n], arr[n]
-            tref, o_c, t_c = trref[n], oc[n], tc[n]
             for r in range(nr):
-                f = x[r] / a[r] if a[r] > x[r] else 1.0
-                fn[r] = f
-                sh[r] = a[r] * f if a[r] > x[r] else a[r]
-                tref[r] = 0.0
-                os_[r] = s[r]
-                ohn[r] = max(x[r] - sh[r], 0.0)
-                rv[r] = ar[r]
-                o_c[r] = 0.0
-                t_c[r] = 0.0
+                a, x = asks[n, r], oh[n, r]
+                f = x / a if a > x else 1.0
+                fnode[n, r] = f
+                sh = a * f if a > x else a
+                shipped[n, r] = sh
+                trref[n, r] = 0.0
+                oship[n, r] = sup[n, r]
+                oho[n, r] = max(x - sh, 0.0)
+                recv[n, r] = arr[n, r]
+                oc[n, r] = 0.0
+                tc[n, r] = 0.0
         # shipped units: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline; lane
         # costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed charge
         # per lane used, with the upstream order when the lane carries one
         for e in range(E):
-            s_, rc, L = lane_from[e], lane_to[e], lane_lead[e]
-            fs, lo_e, ls_e, fl, tq = fnode[s_], lord[e], lship[e], lflow[e], trq[e]
-            tref, t_c, o_c, os_ = trref[s_], tc[s_], oc[rc], oship[rc]
-            dest = oho[rc] if L == 0 else pipe[rc, L - 1]
-            rv = recv[rc]
-            rt = rate[rc, max(L - 1, 0)]
-            unit, fixed, hs = lane_unit[e], lane_fixed[e], holding[s_, 0]
-            carries_order = order_of[e] >= 0
+            s, rc, L = lane_from[e], lane_to[e], lane_lead[e]
+            unit, fixed, hs = lane_unit[e], lane_fixed[e], holding[s, 0]
             for r in range(nr):
-                f = fs[r]
-                qo = lo_e[r] * f
-                tr = ls_e[r] * f
-                ls_e[r] = tr
-                q = qo + tr
-                fl[r] = q
-                tref[r] += tq[r] - tr
-                if carries_order:
-                    os_[r] += qo
-                dest[r] += q
-                t_c[r] += tr * unit
+                f = fnode[s, r]
+                qo = lord[e, r] * f
+                tr = lship[e, r] * f
+                lord[e, r] = qo
+                lship[e, r] = tr
+                lflow[e, r] = qo + tr
+                trref[s, r] += trq[e, r] - tr
+                tc[s, r] += tr * unit
                 if qo != 0.0:
-                    o_c[r] += qo * unit
-                lo_e[r] = qo
+                    oc[rc, r] += qo * unit
+            if order_of[e] >= 0:
+                for r in range(nr):
+                    oship[rc, r] += lord[e, r]
             if L == 0:
                 for r in range(nr):
-                    rv[r] += fl[r]
-            elif pipeline_holding:
+                    oho[rc, r] += lflow[e, r]
+                    recv[rc, r] += lflow[e, r]
+            else:
                 for r in range(nr):
-                    rt[r] += fl[r] * hs
+                    pipe[rc, L - 1, r] += lflow[e, r]
+                if pipeline_holding:
+                    for r in range(nr):
+                        rate[rc, L - 1, r] += lflow[e, r] * hs
             if fixed != 0.0:
                 for r in range(nr):
-                    if lo_e[r] > 1e-9:
-                        o_c[r] += fixed
-                    elif ls_e[r] > 1e-9:
-                        t_c[r] += fixed
+                    if lord[e, r] > 1e-9:
+                        oc[rc, r] += fixed
+                    elif lship[e, r] > 1e-9:
+                        tc[s, r] += fixed
         for n in range(N):
             if not is_sup[n]:
                 continue
-            s, ohn, rv = sup[n], oho[n], recv[n]
             if fixed_lt:
                 L = lt0[n]
                 if L == 0:
                     for r in range(nr):
-                        ohn[r] += s[r]
-                        rv[r] += s[r]
+                        oho[n, r] += sup[n, r]
+                        recv[n, r] += sup[n, r]
                 else:
-                    pn, rt = pipe[n, L - 1], rate[n, L - 1]
                     for r in range(nr):
-                        pn[r] += s[r]
+                        pipe[n, L - 1, r] += sup[n, r]
                     if pipeline_holding:
                         for r in range(nr):
-                            rt[r] += s[r] * supplier_holding
+                            rate[n, L - 1, r] += sup[n, r] * supplier_holding
             else:
-                lt = lead[n, b0:b1]
                 for r in range(nr):
-                    q = s[r]
-                    if lt[r] == 0:
-                        ohn[r] += q
-                        rv[r] += q
+                    q = sup[n, r]
+                    lt = lead[n, b0 + r]
+                    if lt == 0:
+                        oho[n, r] += q
+                        recv[n, r] += q
                     else:
-                        pipe[n, lt[r] - 1, r] += q
+                        pipe[n, lt - 1, r] += q
                         if pipeline_holding:
-                            rate[n, lt[r] - 1, r] += q * supplier_holding
+                            rate[n, lt - 1, r] += q * supplier_holding
         # 4. demand (backlog first in backorder mode) and 5. costs; then the advance: next period's arrivals
         # join on-hand (a disrupted node's arrivals wait in transit)
         for r in range(nr):
             team[r] = 0.0
         for n in range(N):
-            q, os_, tref, d_, b_, ohn = ordq[n], oship[n], trref[n], dem[n], bl[n], oho[n]
-            rf, sl, sv, ls_, bo = refused[n], sales[n], served[n], lost[n], blo[n]
-            h_c, s_c, o_c, t_c, it = hc[n], shc[n], oc[n], tc[n], in_tr[n]
-            pn, rt = pipe[n], rate[n]
             hold, pen = holding[n, 0], penalty[n, 0]
             for r in range(nr):
-                rf[r] = max(q[r] - os_[r], 0.0) + max(tref[r], 0.0)
-                d = d_[r]
+                refused[n, r] = max(ordq[n, r] - oship[n, r], 0.0) + max(trref[n, r], 0.0)
+                d = dem[n, r]
                 if backorder:
-                    due = b_[r] + d
-                    sold = min(ohn[r], due)
-                    bo[r] = due - sold
-                    sv[r] = max(sold - b_[r], 0.0)
-                    ls_[r] = 0.0
-                    short = 0.0 + bo[r] * pen
+                    due = bl[n, r] + d
+                    sold = min(oho[n, r], due)
+                    bo = due - sold
+                    blo[n, r] = bo
+                    served[n, r] = max(sold - bl[n, r], 0.0)
+                    lost[n, r] = 0.0
+                    short = 0.0 + bo * pen
                 else:
-                    sold = min(ohn[r], d)
-                    ls_[r] = d - sold
-                    sv[r] = sold
-                    bo[r] = b_[r]
-                    short = 0.0 + ls_[r] * pen
-                sl[r] = sold
-                ohn[r] -= sold
-                h = 0.0 + ohn[r] * hold
+                    sold = min(oho[n, r], d)
+                    ls_ = d - sold
+                    lost[n, r] = ls_
+                    served[n, r] = sold
+                    blo[n, r] = bl[n, r]
+                    short = 0.0 + ls_ * pen
+                sales[n, r] = sold
+                left = oho[n, r] - sold
+                oho[n, r] = left
+                h = 0.0 + left * hold
                 s = 0.0
                 for p in range(P):
-                    s += pn[p, r]
+                    s += pipe[n, p, r]
                     if pipeline_holding:
-                        h += rt[p, r]
-                it[r] = s
-                h_c[r] = h
-                s_c[r] = short
-                qty = 0.0 + os_[r]
+                        h += rate[n, p, r]
+                in_tr[n, r] = s
+                hc[n, r] = h
+                shc[n, r] = short
+                qty = 0.0 + oship[n, r]
                 c = order_unit * qty
                 if order_fixed != 0.0 and qty > 1e-9:
                     c += order_fixed
-                o_c[r] += c
-                team[r] += h + short + o_c[r] + t_c[r]
+                cost = oc[n, r] + c
+                oc[n, r] = cost
+                team[r] += h + short + cost + tc[n, r]
             for j in range(H - 1):
-                hin, hout = hist[n, j + 1, b0:b1], hist_next[n, j, b0:b1]
                 for r in range(nr):
-                    hout[r] = hin[r]
-            hout = hist_next[n, H - 1, b0:b1]
+                    hist_next[n, j, b0 + r] = hist[n, j + 1, b0 + r]
             for r in range(nr):
-                hout[r] = d_[r]
-            ohx, axt = oh_next[n], arr_next[n]
+                hist_next[n, H - 1, b0 + r] = dem[n, r]
             if has_next:
                 for p in range(P - 1):
-                    pout, rout = pipe_out[0, n, p, b0:b1], pipe_out[1, n, p, b0:b1]
-                    pn1, rt1 = pipe[n, p + 1], rate[n, p + 1]
                     for r in range(nr):
-                        pout[r] = pn1[r]
-                        rout[r] = rt1[r]
-                pout, rout = pipe_out[0, n, P - 1, b0:b1], pipe_out[1, n, P - 1, b0:b1]
-                pn0, rt0 = pipe[n, 0], rate[n, 0]
+                        pipe_out[0, n, p, b0 + r] = pipe[n, p + 1, r]
+                        pipe_out[1, n, p, b0 + r] = rate[n, p + 1, r]
                 for r in range(nr):
-                    pout[r] = 0.0
-                    rout[r] = 0.0
+                    pipe_out[0, n, P - 1, b0 + r] = 0.0
+                    pipe_out[1, n, P - 1, b0 + r] = 0.0
                 if down_next[n]:
-                    pout, rout = pipe_out[0, n, 0, b0:b1], pipe_out[1, n, 0, b0:b1]
                     for r in range(nr):
-                        pout[r] += pn0[r]
-                        rout[r] += rt0[r]
-                        axt[r] = 0.0
-                        ohx[r] = ohn[r] + 0.0
+                        pipe_out[0, n, 0, b0 + r] += pipe[n, 0, r]
+                        pipe_out[1, n, 0, b0 + r] += rate[n, 0, r]
+                        arr_next[n, r] = 0.0
+                        oh_next[n, r] = oho[n, r] + 0.0
                 else:
                     for r in range(nr):
-                        axt[r] = pn0[r]
-                        ohx[r] = ohn[r] + pn0[r]
+                        arr_next[n, r] = pipe[n, 0, r]
+                        oh_next[n, r] = oho[n, r] + pipe[n, 0, r]
             else:
                 for p in range(P):
-                    pout, rout, pnp, rtp = pipe_out[0, n, p, b0:b1], pipe_out[1, n, p, b0:b1], pipe[n, p], rate[n, p]
                     for r in range(nr):
-                        pout[r] = pnp[r]
-                        rout[r] = rtp[r]
+                        pipe_out[0, n, p, b0 + r] = pipe[n, p, r]
+                        pipe_out[1, n, p, b0 + r] = rate[n, p, r]
                 for r in range(nr):
-                    axt[r] = 0.0
-                    ohx[r] = ohn[r]
+                    arr_next[n, r] = 0.0
+                    oh_next[n, r] = oho[n, r]
         for n in range(N):  # the tile's columns of the output planes
-            orders[n, b0:b1] = ordq[n, :nr]
-            cost_out[0, n, b0:b1] = hc[n, :nr]
-            cost_out[1, n, b0:b1] = shc[n, :nr]
-            cost_out[2, n, b0:b1] = oc[n, :nr]
-            cost_out[3, n, b0:b1] = tc[n, :nr]
+            for r in range(nr):
+                b = b0 + r
+                orders[n, b] = ordq[n, r]
+                cost_out[0, n, b] = hc[n, r]
+                cost_out[1, n, b] = shc[n, r]
+                cost_out[2, n, b] = oc[n, r]
+                cost_out[3, n, b] = tc[n, r]
+                node_out[_N_NODE_PLANES, n, b] = dem[n, r]
             for k in range(_N_NODE_PLANES):
-                node_out[k, n, b0:b1] = nodes[k, n, :nr]
-            node_out[_N_NODE_PLANES, n, b0:b1] = dem[n, :nr]
+                for r in range(nr):
+                    node_out[k, n, b0 + r] = nodes[k, n, r]
         for e in range(E):
-            lane_out[0, e, b0:b1] = lship[e, :nr]
-            lane_out[1, e, b0:b1] = lflow[e, :nr]
+            for r in range(nr):
+                lane_out[0, e, b0 + r] = lship[e, r]
+                lane_out[1, e, b0 + r] = lflow[e, r]
         # rewards (row-major): team = -network cost, local = -own cost, mixed = w local + (1 - w) team
         for r in range(nr):
             b = b0 + r
@@ -805,58 +793,51 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                     own = -(hc[n, r] + shc[n, r] + oc[n, r] + tc[n, r])
                     rewards[b, n] = own if reward_mode == 1 else reward_weight * own + (1.0 - reward_weight) * -team[r]
         if observe:  # AgentSpaces.observe of the next state: entries that vary by row computed over the tile's
-            # rows into dyn [N, columns, row] (float32, as the observation), then copied row by row around
-            # the template's entries (the same in every row)
+            # rows into dyn [N, columns, row] (float32, as the observation), then copied row by row after the
+            # template's entries (the same in every row)
             for n in range(N):
                 c = inv[n]
-                x_, y_, acc = oh_next[n], blo[n], team  # team's rewards are written: reuse it as scratch
                 for r in range(nr):
-                    acc[r] = 0.0
+                    team[r] = 0.0  # the rewards are written: team is scratch now (sum of the next pipeline)
                 for p in range(P):
-                    pp, dst = pipe_out[0, n, p, b0:b1], dyn[n, 3 + p]
                     for r in range(nr):
-                        z = pp[r]
-                        acc[r] += z
-                        dst[r] = z * c
-                d0, d1, d2 = dyn[n, 0], dyn[n, 1], dyn[n, 2]
+                        z = pipe_out[0, n, p, b0 + r]
+                        team[r] += z
+                        dyn[n, 3 + p, r] = z * c
                 for r in range(nr):
-                    x, y = x_[r], y_[r]
-                    d0[r] = x * c
-                    d1[r] = y * c
-                    d2[r] = (x + acc[r] - y) * c
+                    x, y = oh_next[n, r], blo[n, r]
+                    dyn[n, 0, r] = x * c
+                    dyn[n, 1, r] = y * c
+                    dyn[n, 2, r] = (x + team[r] - y) * c
                 for j in range(H):
-                    hh, dst = hist_next[n, j, b0:b1], dyn[n, 3 + P + j]
                     for r in range(nr):
-                        dst[r] = hh[r] * c
+                        dyn[n, 3 + P + j, r] = hist_next[n, j, b0 + r] * c
                 if vis == 1:
                     for m in range(M):
-                        z_, co, cd = oh_next[to[n, m]], recv_onhand[n, m], recv_dos[n, m]
-                        e1, e2 = dyn[n, 3 + P + H + m], dyn[n, 3 + P + H + M + m]
+                        src_n, co, cd = to[n, m], recv_onhand[n, m], recv_dos[n, m]
                         for r in range(nr):
-                            e1[r] = z_[r] * co
-                            e2[r] = z_[r] * cd
-                    z_, cs, dst = oh_next[src[n]], src_dos[n], dyn[n, 3 + P + H + 2 * M]
+                            dyn[n, 3 + P + H + m, r] = oh_next[src_n, r] * co
+                            dyn[n, 3 + P + H + M + m, r] = oh_next[src_n, r] * cd
+                    up, cs = src[n], src_dos[n]
                     for r in range(nr):
-                        dst[r] = z_[r] * cs
+                        dyn[n, 3 + P + H + 2 * M, r] = oh_next[up, r] * cs
                 elif vis == 2:
                     for j in range(N):
-                        z_, cj, dst = oh_next[j], inv[j], dyn[n, 3 + P + H + j]
+                        cj = inv[j]
                         for r in range(nr):
-                            dst[r] = z_[r] * cj
-            ND = N * D
-            flat_obs, flat_template = obs.reshape(B, ND), template.reshape(ND)
+                            dyn[n, 3 + P + H + j, r] = oh_next[j, r] * cj
             for r in range(nr):
-                ob = flat_obs[b0 + r]
-                for i in range(ND):  # a vectorised copy of the row's template, then the varying entries
-                    ob[i] = flat_template[i]
+                b = b0 + r
+                for i in range(N * D):  # a vectorised copy of the row's template, then the varying entries
+                    flat_obs[b, i] = flat_template[i]
                 for n in range(N):
                     at = n * D
                     for i in range(3):
-                        ob[at + i] = dyn[n, i, r]
+                        flat_obs[b, at + i] = dyn[n, i, r]
                     for i in range(4, o):
-                        ob[at + i] = dyn[n, i - 1, r]
+                        flat_obs[b, at + i] = dyn[n, i - 1, r]
                     for i in range(v, D):
-                        ob[at + i] = dyn[n, i - v + o - 1, r]
+                        flat_obs[b, at + i] = dyn[n, i - v + o - 1, r]
     return ok
 
 
@@ -1221,7 +1202,10 @@ class JitStepper:
         """Demand [N, B] and supplier lead times [N, B] of period t (transposed once per episode)."""
         if exo is not self._exo:
             demand = np.ascontiguousarray(exo.demand[:, :, :, 0].transpose(1, 2, 0))  # [T, N, B]
-            lead = np.ascontiguousarray(exo.lead_time.transpose(1, 2, 0), dtype=np.int64)  # [T, N, B]
+            if self.c.flags[0][1]:  # fixed lead times: the kernel never reads the draws
+                lead = np.zeros((demand.shape[0], 1, 1), dtype=np.int64)
+            else:
+                lead = np.ascontiguousarray(exo.lead_time.transpose(1, 2, 0), dtype=np.int64)  # [T, N, B]
             self._exo, self._exo_arrays = exo, (demand, lead)
         demand, lead = self._exo_arrays
         return demand[t], lead[t]

@@ -89,7 +89,48 @@ def test_numba_backend_env_equals_numpy_backend_env(data: dict[str, Any], seed: 
         obs = [r[0] for r in results]
         np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-9)  # rewards
         assert results[0][2] == results[1][2]
+        _assert_same_outputs_and_state(results[1][3], results[0][3], envs[1].state, envs[0].state)
     assert envs[1].done
+
+
+def _assert_same_outputs_and_state(out: StepOutput, ref: StepOutput, state: State, ref_state: State) -> None:
+    """Every StepOutput and State field: same shape and dtype, values within 1e-9 (the fused one-SKU kernel
+    returns transposed views of its batch-innermost planes: the layout differs, the arrays must not)."""
+    for f in fields(StepOutput):
+        a, b = getattr(ref, f.name), getattr(out, f.name)
+        assert (b.shape, b.dtype) == (a.shape, a.dtype), f.name
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-9, err_msg=f.name)
+    for f in fields(State):
+        a, b = getattr(ref_state, f.name), getattr(state, f.name)
+        if f.name == "t":
+            assert a == b
+        else:
+            assert (b.shape, b.dtype) == (a.shape, a.dtype), f.name
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-9, err_msg=f.name)
+
+
+@pytest.mark.parametrize("name", ["network_10", "serial_3stage", "disrupted"])
+def test_fused_step_after_quantity_steps_and_reset(name: str) -> None:
+    """The fused kernel reads a state it did not build (step_quantities' row-major state, a fresh reset)
+    by transposing it: alternating the two kinds of step matches the NumPy backend step for step."""
+    sc = load_scenario(name)
+    envs = [BatchedInventoryEnv(sc, 5, seed=11, backend=b) for b in ("numpy", "numba")]
+    rng = np.random.default_rng(4)
+    for _ in range(2):  # the second episode starts from a reset after fused steps
+        for e in envs:
+            e.reset()
+        i = 0
+        while not envs[0].done:
+            if i % 3 == 1:  # a quantity step: row-major arrays through step_jit
+                action = random_action(envs[0].net, rng, 5)
+                results = [e.step_quantities(action) for e in envs]
+            else:
+                acts = rng.uniform(-1.0, 1.0, (5, envs[0].n_agents, envs[0].spaces.action_dim))
+                results = [e.step(acts) for e in envs]
+            np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)  # observations
+            np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-9)  # rewards
+            _assert_same_outputs_and_state(results[1][3], results[0][3], envs[1].state, envs[0].state)
+            i += 1
 
 
 @pytest.mark.parametrize("name", ["serial_3stage", "disrupted", "network_10"])
