@@ -533,18 +533,19 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     ok = True
     for b0 in range(lo, hi, R):
         nr = min(R, hi - b0)
-        # Inner loops index the arrays ([n, r], [n, p, b0 + r]) rather than take views (x = a[n]): numba counts
-        # references of every view with an atomic instruction, which cost a third of the step.
+        ub = np.uint64(b0)  # unsigned indices: numba checks signed ones for wraparound (no SIMD then)
+        # Inner loops index the arrays ([n, r], [n, p, ub + np.uint64(r)]) rather than take views (x = a[n]):
+        # numba counts references of every view with an atomic instruction, which cost a third of the step.
         for n in range(N):  # this tile's columns of the input planes
             for r in range(nr):
-                oh[n, r] = on_hand[n, b0 + r]
-                bl[n, r] = backlog[n, b0 + r]
-                arr[n, r] = arrived[n, b0 + r]
-                dem[n, r] = demand[n, b0 + r]
+                oh[n, r] = on_hand[n, ub + np.uint64(r)]
+                bl[n, r] = backlog[n, ub + np.uint64(r)]
+                arr[n, r] = arrived[n, ub + np.uint64(r)]
+                dem[n, r] = demand[n, ub + np.uint64(r)]
             for p in range(P):
                 for r in range(nr):
-                    pipe[n, p, r] = pipeline[n, p, b0 + r]
-                    rate[n, p, r] = pipe_rate[n, p, b0 + r]
+                    pipe[n, p, r] = pipeline[n, p, ub + np.uint64(r)]
+                    rate[n, p, r] = pipe_rate[n, p, ub + np.uint64(r)]
         # decode (AgentSpaces.decode): actions are row-major, the only transposing read
         for r in range(nr):
             b = b0 + r
@@ -685,7 +686,7 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
             else:
                 for r in range(nr):
                     q = sup[n, r]
-                    lt = lead[n, b0 + r]
+                    lt = lead[n, ub + np.uint64(r)]
                     if lt == 0:
                         oho[n, r] += q
                         recv[n, r] += q
@@ -738,21 +739,21 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                 team[r] += h + short + cost + tc[n, r]
             for j in range(H - 1):
                 for r in range(nr):
-                    hist_next[n, j, b0 + r] = hist[n, j + 1, b0 + r]
+                    hist_next[n, j, ub + np.uint64(r)] = hist[n, j + 1, ub + np.uint64(r)]
             for r in range(nr):
-                hist_next[n, H - 1, b0 + r] = dem[n, r]
+                hist_next[n, H - 1, ub + np.uint64(r)] = dem[n, r]
             if has_next:
                 for p in range(P - 1):
                     for r in range(nr):
-                        pipe_out[0, n, p, b0 + r] = pipe[n, p + 1, r]
-                        pipe_out[1, n, p, b0 + r] = rate[n, p + 1, r]
+                        pipe_out[0, n, p, ub + np.uint64(r)] = pipe[n, p + 1, r]
+                        pipe_out[1, n, p, ub + np.uint64(r)] = rate[n, p + 1, r]
                 for r in range(nr):
-                    pipe_out[0, n, P - 1, b0 + r] = 0.0
-                    pipe_out[1, n, P - 1, b0 + r] = 0.0
+                    pipe_out[0, n, P - 1, ub + np.uint64(r)] = 0.0
+                    pipe_out[1, n, P - 1, ub + np.uint64(r)] = 0.0
                 if down_next[n]:
                     for r in range(nr):
-                        pipe_out[0, n, 0, b0 + r] += pipe[n, 0, r]
-                        pipe_out[1, n, 0, b0 + r] += rate[n, 0, r]
+                        pipe_out[0, n, 0, ub + np.uint64(r)] += pipe[n, 0, r]
+                        pipe_out[1, n, 0, ub + np.uint64(r)] += rate[n, 0, r]
                         arr_next[n, r] = 0.0
                         oh_next[n, r] = oho[n, r] + 0.0
                 else:
@@ -762,8 +763,8 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
             else:
                 for p in range(P):
                     for r in range(nr):
-                        pipe_out[0, n, p, b0 + r] = pipe[n, p, r]
-                        pipe_out[1, n, p, b0 + r] = rate[n, p, r]
+                        pipe_out[0, n, p, ub + np.uint64(r)] = pipe[n, p, r]
+                        pipe_out[1, n, p, ub + np.uint64(r)] = rate[n, p, r]
                 for r in range(nr):
                     arr_next[n, r] = 0.0
                     oh_next[n, r] = oho[n, r]
@@ -778,11 +779,11 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                 node_out[_N_NODE_PLANES, n, b] = dem[n, r]
             for k in range(_N_NODE_PLANES):
                 for r in range(nr):
-                    node_out[k, n, b0 + r] = nodes[k, n, r]
+                    node_out[k, n, ub + np.uint64(r)] = nodes[k, n, r]
         for e in range(E):
             for r in range(nr):
-                lane_out[0, e, b0 + r] = lship[e, r]
-                lane_out[1, e, b0 + r] = lflow[e, r]
+                lane_out[0, e, ub + np.uint64(r)] = lship[e, r]
+                lane_out[1, e, ub + np.uint64(r)] = lflow[e, r]
         # rewards (row-major): team = -network cost, local = -own cost, mixed = w local + (1 - w) team
         for r in range(nr):
             b = b0 + r
@@ -801,7 +802,7 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                     team[r] = 0.0  # the rewards are written: team is scratch now (sum of the next pipeline)
                 for p in range(P):
                     for r in range(nr):
-                        z = pipe_out[0, n, p, b0 + r]
+                        z = pipe_out[0, n, p, ub + np.uint64(r)]
                         team[r] += z
                         dyn[n, 3 + p, r] = z * c
                 for r in range(nr):
@@ -811,7 +812,7 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                     dyn[n, 2, r] = (x + team[r] - y) * c
                 for j in range(H):
                     for r in range(nr):
-                        dyn[n, 3 + P + j, r] = hist_next[n, j, b0 + r] * c
+                        dyn[n, 3 + P + j, r] = hist_next[n, j, ub + np.uint64(r)] * c
                 if vis == 1:
                     for m in range(M):
                         src_n, co, cd = to[n, m], recv_onhand[n, m], recv_dos[n, m]
@@ -831,13 +832,13 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                 for i in range(N * D):  # a vectorised copy of the row's template, then the varying entries
                     flat_obs[b, i] = flat_template[i]
                 for n in range(N):
-                    at = n * D
+                    at = np.uint64(n * D)
                     for i in range(3):
-                        flat_obs[b, at + i] = dyn[n, i, r]
+                        flat_obs[b, at + np.uint64(i)] = dyn[n, i, r]
                     for i in range(4, o):
-                        flat_obs[b, at + i] = dyn[n, i - 1, r]
+                        flat_obs[b, at + np.uint64(i)] = dyn[n, i - 1, r]
                     for i in range(v, D):
-                        flat_obs[b, at + i] = dyn[n, i - v + o - 1, r]
+                        flat_obs[b, at + np.uint64(i)] = dyn[n, i - v + o - 1, r]
     return ok
 
 
