@@ -528,7 +528,8 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     M = to.shape[1]
     v = D - (0 if vis == 0 else (2 * M + 1 if vis == 1 else N))  # first visibility column
     o = 4 + P + H  # first time-feature column
-    dyn = np.empty((N, 3 + P + H + D - v, R), dtype=np.float32)  # observation columns that vary by row
+    Dd = 3 + P + H + D - v
+    dyn = np.empty((N, Dd, R), dtype=np.float32)  # observation columns that vary by row
     flat_obs, flat_template = obs.reshape(obs.shape[0], N * D), template.reshape(N * D)
     ok = True
     for b0 in range(lo, hi, R):
@@ -831,14 +832,14 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                 b = b0 + r
                 for i in range(N * D):  # a vectorised copy of the row's template, then the varying entries
                     flat_obs[b, i] = flat_template[i]
-                for n in range(N):
+                for n in range(N):  # dyn column j -> observation column j (j < 3), j + 1, then j + v - o + 1
                     at = np.uint64(n * D)
-                    for i in range(3):
-                        flat_obs[b, at + np.uint64(i)] = dyn[n, i, r]
-                    for i in range(4, o):
-                        flat_obs[b, at + np.uint64(i)] = dyn[n, i - 1, r]
-                    for i in range(v, D):
-                        flat_obs[b, at + np.uint64(i)] = dyn[n, i - v + o - 1, r]
+                    for j in range(3):
+                        flat_obs[b, at + np.uint64(j)] = dyn[n, j, r]
+                    for j in range(3, o - 1):
+                        flat_obs[b, at + np.uint64(j + 1)] = dyn[n, j, r]
+                    for j in range(o - 1, Dd):
+                        flat_obs[b, at + np.uint64(j + v - o + 1)] = dyn[n, j, r]
     return ok
 
 
