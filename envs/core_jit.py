@@ -857,7 +857,9 @@ def _env_kernel_k1(
     outs = (cost_out, node_out, lane_out, pipe_out, hist_next, orders)
     rew = (reward_mode, reward_weight, rewards)
     obs_in = (observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
-    return _env_rows_k1(0, on_hand.shape[1], dec, inputs, consts, outs, rew, obs_in)
+    B = on_hand.shape[1]
+    first = B - B  # an int64 like the parallel kernel's (a literal 0 would compile _env_rows_k1 twice)
+    return _env_rows_k1(first, B, dec, inputs, consts, outs, rew, obs_in)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
