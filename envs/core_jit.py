@@ -941,41 +941,47 @@ class _Buffers:
         self.hist = np.empty((B, N, K, H))
 
     def results(self, t: int, ordered: np.ndarray) -> tuple[State, StepOutput]:
-        node, lane = self.node, self.lane
-        c = self.cost
-        out = _frozen(
-            StepOutput,
-            holding_cost=c[0],
-            shortage_cost=c[1],
-            order_cost=c[2],
-            transfer_cost=c[3],
-            demand=node[13],
-            sales=node[0],
-            served_now=node[1],
-            lost_sales=node[2],
-            backlog=node[3],
-            on_hand=node[4],
-            in_transit=node[5],
-            received=node[6],
-            ordered=ordered,
-            order_shipped=node[7],
-            supplier_in=node[8],
-            lane_shipped=lane[0],
-            lane_flow=lane[1],
-            shipped_out=node[9],
-            refused=node[10],
-        )
-        state = _frozen(
-            State,
-            t=t + 1,
-            on_hand=node[11],
-            backlog=node[3],
-            pipeline=self.pipe[0],
-            pipe_rate=self.pipe[1],
-            arrived=node[12],
-            demand_hist=self.hist,
-        )
-        return state, out
+        return _results(self.cost, self.node, self.lane, self.pipe, self.hist, t, ordered)
+
+
+def _results(
+    c: np.ndarray, node: np.ndarray, lane: np.ndarray, pipe: np.ndarray, hist: np.ndarray, t: int, ordered: np.ndarray
+) -> tuple[State, StepOutput]:
+    """The next State and the StepOutput as views of [4, B, N] costs, [17, B, N, K] node outputs, [2, B, E, K]
+    lane flows, [2, B, N, K, P] pipeline and pipe rate and the [B, N, K, H] demand history."""
+    out = _frozen(
+        StepOutput,
+        holding_cost=c[0],
+        shortage_cost=c[1],
+        order_cost=c[2],
+        transfer_cost=c[3],
+        demand=node[13],
+        sales=node[0],
+        served_now=node[1],
+        lost_sales=node[2],
+        backlog=node[3],
+        on_hand=node[4],
+        in_transit=node[5],
+        received=node[6],
+        ordered=ordered,
+        order_shipped=node[7],
+        supplier_in=node[8],
+        lane_shipped=lane[0],
+        lane_flow=lane[1],
+        shipped_out=node[9],
+        refused=node[10],
+    )
+    state = _frozen(
+        State,
+        t=t + 1,
+        on_hand=node[11],
+        backlog=node[3],
+        pipeline=pipe[0],
+        pipe_rate=pipe[1],
+        arrived=node[12],
+        demand_hist=hist,
+    )
+    return state, out
 
 
 class _PlaneBuffers:
@@ -994,18 +1000,18 @@ class _PlaneBuffers:
         self.orders = np.empty((N, B))
 
     def results(self, t: int) -> tuple[State, StepOutput]:
-        node, pipe = self.node.transpose(0, 2, 1)[..., None], self.pipe.transpose(0, 3, 1, 2)[:, :, :, None, :]
-        lane, cost = self.lane.transpose(0, 2, 1)[..., None], self.cost.transpose(0, 2, 1)
-        fields_ = {name: node[i] for i, name in enumerate(_NODE_OUT)}
-        out = _frozen(
-            StepOutput, **dict(zip(_COSTS, cost, strict=True)), **fields_, demand=node[13],
-            ordered=self.orders.T[:, :, None], lane_shipped=lane[0], lane_flow=lane[1],
+        P, B = self.pipe.shape[2], self.pipe.shape[3]
+        if B == 1:  # a [N, 1] plane is a [1, N] row: reshapes are cheaper than transposes (the PettingZoo env)
+            N = self.orders.shape[0]
+            return _results(
+                self.cost.reshape(4, 1, N), self.node.reshape(-1, 1, N, 1), self.lane.reshape(2, 1, -1, 1),
+                self.pipe.reshape(2, 1, N, 1, P), self.hist.reshape(1, N, 1, -1), t, self.orders.reshape(1, N, 1),
+            )  # fmt: skip
+        return _results(
+            self.cost.transpose(0, 2, 1), self.node.transpose(0, 2, 1)[..., None],
+            self.lane.transpose(0, 2, 1)[..., None], self.pipe.transpose(0, 3, 1, 2)[:, :, :, None, :],
+            self.hist.transpose(2, 0, 1)[:, :, None, :], t, self.orders.T[:, :, None],
         )  # fmt: skip
-        state = _frozen(
-            State, t=t + 1, on_hand=node[11], backlog=node[3], pipeline=pipe[0], pipe_rate=pipe[1], arrived=node[12],
-            demand_hist=self.hist.transpose(2, 0, 1)[:, :, None, :],
-        )  # fmt: skip
-        return state, out
 
     def state_planes(self) -> tuple[np.ndarray, ...]:
         """The next state's planes, in :meth:`JitStepper._planes` order."""
