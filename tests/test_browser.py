@@ -90,12 +90,17 @@ def test_planner_page(server_url: str, tmp_path: Path) -> None:
             import json
 
             page.fill("#state", json.dumps(example))
-            page.click("#btn-recommend")
+            t0 = want["transfers"][0]
+            # wait for this request's answer and its rows: the table of step 1 may have as many rows
+            with page.expect_response(lambda r: r.url.endswith("/v1/recommendations")):
+                page.click("#btn-recommend")
             page.wait_for_function(
-                f"document.querySelectorAll('#transfers-table tbody tr').length === {len(want['transfers'])}"
+                "([n, src, dst]) => { const rows = document.querySelectorAll('#transfers-table tbody tr');"
+                " return rows.length === n && rows[0].cells[0].textContent === src"
+                " && rows[0].cells[1].textContent === dst; }",
+                arg=[len(want["transfers"]), t0["from"], t0["to"]],
             )
             first = page.locator("#transfers-table tbody tr").first.locator("td")
-            t0 = want["transfers"][0]
             assert [first.nth(i).text_content() for i in range(3)] == [t0["from"], t0["to"], t0["sku"]]
             assert float(first.nth(3).text_content().replace(",", "")) == pytest.approx(t0["quantity"], abs=0.051)
             rows = page.locator("#orders-table tbody tr")
