@@ -45,23 +45,30 @@ _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
 
 @numba.njit(inline="always", error_model="numpy")
-def _step_scratch(t, K, P, consts):
-    """:func:`_step_rows`' per-call constants (the receiver whose order rides each lane, -1 if none; any
-    disruption now; any finite storage capacity) and row scratch, allocated once per kernel call or parallel
-    chunk and reused by every row."""
+def _call_flags(t, consts):
+    """Per-call constants of a step: the receiver whose upstream order rides each lane (-1 if none), whether
+    any node is disrupted in period t, whether any node has a finite storage capacity."""
     node_i, lane_i, capacity, disrupted = consts[0], consts[1], consts[3], consts[6]
     source_lane = node_i[1]
-    N = source_lane.shape[0]
-    E = lane_i.shape[1]
-    order_of = np.full(E, -1, dtype=np.int64)
-    for n in range(N):
+    order_of = np.full(lane_i.shape[1], -1, dtype=np.int64)
+    for n in range(source_lane.shape[0]):
         if source_lane[n] >= 0:
             order_of[source_lane[n]] = n
     any_down = False
     any_cap = False
-    for n in range(N):
+    for n in range(source_lane.shape[0]):
         any_down = any_down or disrupted[t, n]
         any_cap = any_cap or math.isfinite(capacity[n])
+    return order_of, any_down, any_cap
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _step_scratch(t, K, P, consts):
+    """:func:`_step_rows`' per-call constants (the receiver whose order rides each lane, -1 if none; any
+    disruption now; any finite storage capacity) and row scratch, allocated once per kernel call or parallel
+    chunk and reused by every row."""
+    order_of, any_down, any_cap = _call_flags(t, consts)
+    N, E = consts[0].shape[1], order_of.shape[0]  # node_i is [3, N]
     lane_order = np.empty((E, K))  # upstream-order part of each lane's flow
     f_recv = np.ones(N)
     return (
@@ -470,6 +477,22 @@ def _observe_kernel(
     )  # fmt: skip
 
 
+@numba.njit(inline="always", error_model="numpy")
+def _arrive_tile(qty, i, node, L, hold, pipeline_holding, nr, on_hand, received, pipe, rate):
+    """Shipments ``qty[i, :nr]`` reach ``node`` with lead time L: on hand now if L = 0, else the pipeline slot
+    L - 1 (and its pipeline-holding rate ``hold`` per unit)."""
+    if L == 0:
+        for r in range(nr):
+            on_hand[node, r] += qty[i, r]
+            received[node, r] += qty[i, r]
+    else:
+        for r in range(nr):
+            pipe[node, L - 1, r] += qty[i, r]
+        if pipeline_holding:
+            for r in range(nr):
+                rate[node, L - 1, r] += qty[i, r] * hold
+
+
 _N_NODE_PLANES = 13  # node_out planes the step computes (then demand): _NODE_OUT + next on_hand, next arrived
 TILE = 32  # rows per tile of the fused one-SKU kernel (each inner loop runs over a tile's contiguous rows)
 
@@ -496,20 +519,12 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     A = actions.shape[2]
     flat = actions.reshape(B, N * A)
     has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
-    is_sup, source_lane, lt0 = node_i[0], node_i[1], node_i[2]
+    is_sup, lt0 = node_i[0], node_i[2]
     lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
     lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
     down_now, down_next = disrupted[t], disrupted[t + 1]
     order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
-    order_of = np.full(E, -1, dtype=np.int64)  # the receiver whose upstream order rides each lane
-    for n in range(N):
-        if source_lane[n] >= 0:
-            order_of[source_lane[n]] = n
-    any_down = False
-    any_cap = False
-    for n in range(N):
-        any_down = any_down or down_now[n]
-        any_cap = any_cap or math.isfinite(capacity[n])
+    order_of, any_down, any_cap = _call_flags(t, consts)
     R = TILE
     # row scratch of a tile (values that are not outputs)
     rs = np.empty((5, N, R))
@@ -653,16 +668,7 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
             if order_of[e] >= 0:
                 for r in range(nr):
                     oship[rc, r] += lord[e, r]
-            if L == 0:
-                for r in range(nr):
-                    oho[rc, r] += lflow[e, r]
-                    recv[rc, r] += lflow[e, r]
-            else:
-                for r in range(nr):
-                    pipe[rc, L - 1, r] += lflow[e, r]
-                if pipeline_holding:
-                    for r in range(nr):
-                        rate[rc, L - 1, r] += lflow[e, r] * hs
+            _arrive_tile(lflow, e, rc, L, hs, pipeline_holding, nr, oho, recv, pipe, rate)
             if fixed != 0.0:
                 for r in range(nr):
                     if lord[e, r] > 1e-9:
@@ -673,17 +679,7 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
             if not is_sup[n]:
                 continue
             if fixed_lt:
-                L = lt0[n]
-                if L == 0:
-                    for r in range(nr):
-                        oho[n, r] += sup[n, r]
-                        recv[n, r] += sup[n, r]
-                else:
-                    for r in range(nr):
-                        pipe[n, L - 1, r] += sup[n, r]
-                    if pipeline_holding:
-                        for r in range(nr):
-                            rate[n, L - 1, r] += sup[n, r] * supplier_holding
+                _arrive_tile(sup, n, n, lt0[n], supplier_holding, pipeline_holding, nr, oho, recv, pipe, rate)
             else:
                 for r in range(nr):
                     q = sup[n, r]
@@ -916,6 +912,7 @@ class _NetConsts:
         self.disrupted[: net.periods] = net.disrupted
         self.scal = np.array([net.order_fixed, net.order_unit, net.supplier_holding], dtype=float)
         fixed_lt = bool(np.all(net.lt_cdf[:, 0] >= 1.0))  # as core.step: the exogenous draw is ignored
+        self.fixed_lt = fixed_lt
         self.flags = [  # flags[t]: has_next depends on t
             np.array([t + 1 < net.periods, fixed_lt, net.pipeline_holding, net.backorder], dtype=np.int64)
             for t in range(net.periods)
@@ -1212,7 +1209,7 @@ class JitStepper:
         """Demand [N, B] and supplier lead times [N, B] of period t (transposed once per episode)."""
         if exo is not self._exo:
             demand = np.ascontiguousarray(exo.demand[:, :, :, 0].transpose(1, 2, 0))  # [T, N, B]
-            if self.c.flags[0][1]:  # fixed lead times: the kernel never reads the draws
+            if self.c.fixed_lt:  # the kernel never reads the draws
                 lead = np.zeros((demand.shape[0], 1, 1), dtype=np.int64)
             else:
                 lead = np.ascontiguousarray(exo.lead_time.transpose(1, 2, 0), dtype=np.int64)  # [T, N, B]
