@@ -40,6 +40,9 @@ import numpy as np
 from invnet.envs.core import Action, Exogenous, State, StepOutput
 from invnet.envs.network import Network
 from invnet.envs.spaces import AgentSpaces, team_rewards
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
@@ -477,6 +480,63 @@ def _observe_kernel(
     )  # fmt: skip
 
 
+@intrinsic
+def _transpose8(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
+    """``dst[d_off + j * d_stride + i] = src[s_off + i * s_stride + j]`` for i, j < 8 (1-D float32 arrays): an 8 x 8
+    block transposed with eight vector loads, 24 shuffles and eight vector stores (unpack / shuffle / lane
+    permute, the usual AVX transpose; LLVM lowers it for any target). No bounds checks: callers pass offsets
+    inside the arrays."""
+    sig = types.void(src, s_off, s_stride, dst, d_off, d_stride)
+
+    def codegen(context, builder, signature, args):
+        src_v, so, ss, dst_v, do, ds = args
+        v8 = ir.VectorType(ir.FloatType(), 8)
+        sp = context.make_array(signature.args[0])(context, builder, src_v).data
+        dp = context.make_array(signature.args[3])(context, builder, dst_v).data
+
+        def at(ptr, base, stride, i):
+            p = builder.gep(ptr, [builder.add(base, builder.mul(stride, ir.Constant(stride.type, i)))])
+            return builder.bitcast(p, v8.as_pointer())
+
+        def shuffle(a, b, mask):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+        rows = [builder.load(at(sp, so, ss, i), align=4) for i in range(8)]
+        lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+        t = [shuffle(rows[k], rows[k + 1], m) for k in range(0, 8, 2) for m in (lo, hi)]
+        a, b = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        u = [shuffle(t[i], t[i + 2], m) for i in (0, 1, 4, 5) for m in (a, b)]
+        first, second = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        out = [shuffle(u[j], u[4 + j], first) for j in range(4)] + [shuffle(u[j], u[4 + j], second) for j in range(4)]
+        for j in range(8):
+            builder.store(out[j], at(dp, do, ds, j), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _transpose_tile(cols, R, nr, C, out, base):
+    """``out[base + r * C + i] = cols[i * R + r]`` for r < nr, i < C: a tile of observations stored column by
+    column ([C, R] float32) written as nr row-major rows, in 8 x 8 blocks (scalar copies at the edges)."""
+    r8, c8 = nr - nr % 8, C - C % 8
+    for r0 in range(0, r8, 8):
+        for i0 in range(0, c8, 8):
+            _transpose8(cols, i0 * R + r0, R, out, base + r0 * C + i0, C)
+        for r in range(r0, r0 + 8):
+            for i in range(c8, C):
+                out[base + r * C + i] = cols[i * R + r]
+    for r in range(r8, nr):
+        for i in range(C):
+            out[base + r * C + i] = cols[i * R + r]
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _clip1(x):
+    """min(max(x, -1), 1) for a number (comparisons: numba's float min/max are calls, not inlined)."""
+    return -1.0 if x < -1.0 else (1.0 if x > 1.0 else x)
+
+
 @numba.njit(inline="always", error_model="numpy")
 def _arrive_tile(qty, i, node, L, hold, pipeline_holding, nr, on_hand, received, pipe, rate):
     """Shipments ``qty[i, :nr]`` reach ``node`` with lead time L: on hand now if L = 0, else the pipeline slot
@@ -542,10 +602,14 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     D = template.shape[1]
     M = to.shape[1]
     v = D - (0 if vis == 0 else (2 * M + 1 if vis == 1 else N))  # first visibility column
-    o = 4 + P + H  # first time-feature column
-    Dd = 3 + P + H + D - v
-    dyn = np.empty((N, Dd, R), dtype=np.float32)  # observation columns that vary by row
-    flat_obs, flat_template = obs.reshape(obs.shape[0], N * D), template.reshape(N * D)
+    ND = N * D
+    cols = np.empty((ND, R), dtype=np.float32)  # the tile's observations, column by column ([n * D + column, row])
+    if observe:  # entries that are the same in every row (forecast, time and node features): written once
+        for i in range(ND):
+            x = template[i // D, i % D]
+            for r in range(R):
+                cols[i, r] = x
+    flat_obs, flat_cols = obs.reshape(obs.size), cols.reshape(cols.size)
     ok = True
     for b0 in range(lo, hi, R):
         nr = min(R, hi - b0)
@@ -562,15 +626,21 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                 for r in range(nr):
                     pipe[n, p, r] = pipeline[n, p, ub + np.uint64(r)]
                     rate[n, p, r] = pipe_rate[n, p, ub + np.uint64(r)]
-        # decode (AgentSpaces.decode): actions are row-major, the only transposing read
+        # decode (AgentSpaces.decode): actions are row-major, the only transposing read. Range check of every
+        # entry (a count: vectorises, unlike a boolean and), then each order / transfer entry over the rows
+        bad = 0
         for r in range(nr):
-            b = b0 + r
             for i in range(N * A):
-                ok &= abs(flat[b, i]) <= 1.0 + 1e-6  # False for NaN
-            for n in range(N):
-                ordq[n, r] = (min(max(flat[b, order_idx[n]], -1.0), 1.0) + 1.0) * half_order[n]
-            for e in range(E):
-                trq[e, r] = (min(max(flat[b, tr_idx[e]], -1.0), 1.0) + 1.0) * half_tr[e]
+                bad += 0 if abs(flat[ub + np.uint64(r), np.uint64(i)]) <= 1.0 + 1e-6 else 1  # 1 for NaN
+        ok &= bad == 0
+        for n in range(N):
+            i, h = np.uint64(order_idx[n]), half_order[n]
+            for r in range(nr):
+                ordq[n, r] = (_clip1(flat[ub + np.uint64(r), i]) + 1.0) * h
+        for e in range(E):
+            i, h = np.uint64(tr_idx[e]), half_tr[e]
+            for r in range(nr):
+                trq[e, r] = (_clip1(flat[ub + np.uint64(r), i]) + 1.0) * h
         if up_to:  # the action is a target inventory position: order = max(target - IP, 0)
             for n in range(N):
                 for r in range(nr):
@@ -791,51 +861,40 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
                     own = -(hc[n, r] + shc[n, r] + oc[n, r] + tc[n, r])
                     rewards[b, n] = own if reward_mode == 1 else reward_weight * own + (1.0 - reward_weight) * -team[r]
         if observe:  # AgentSpaces.observe of the next state: entries that vary by row computed over the tile's
-            # rows into dyn [N, columns, row] (float32, as the observation), then copied row by row after the
-            # template's entries (the same in every row)
+            # rows into their columns of cols (float32, as the observation), then cols transposed into the
+            # tile's observation rows
             for n in range(N):
-                c = inv[n]
+                c, at = inv[n], n * D
                 for r in range(nr):
                     team[r] = 0.0  # the rewards are written: team is scratch now (sum of the next pipeline)
                 for p in range(P):
                     for r in range(nr):
                         z = pipe_out[0, n, p, ub + np.uint64(r)]
                         team[r] += z
-                        dyn[n, 3 + p, r] = z * c
+                        cols[at + 4 + p, r] = z * c
                 for r in range(nr):
                     x, y = oh_next[n, r], blo[n, r]
-                    dyn[n, 0, r] = x * c
-                    dyn[n, 1, r] = y * c
-                    dyn[n, 2, r] = (x + team[r] - y) * c
+                    cols[at, r] = x * c
+                    cols[at + 1, r] = y * c
+                    cols[at + 2, r] = (x + team[r] - y) * c
                 for j in range(H):
                     for r in range(nr):
-                        dyn[n, 3 + P + j, r] = hist_next[n, j, ub + np.uint64(r)] * c
+                        cols[at + 4 + P + j, r] = hist_next[n, j, ub + np.uint64(r)] * c
                 if vis == 1:
                     for m in range(M):
                         src_n, co, cd = to[n, m], recv_onhand[n, m], recv_dos[n, m]
                         for r in range(nr):
-                            dyn[n, 3 + P + H + m, r] = oh_next[src_n, r] * co
-                            dyn[n, 3 + P + H + M + m, r] = oh_next[src_n, r] * cd
+                            cols[at + v + m, r] = oh_next[src_n, r] * co
+                            cols[at + v + M + m, r] = oh_next[src_n, r] * cd
                     up, cs = src[n], src_dos[n]
                     for r in range(nr):
-                        dyn[n, 3 + P + H + 2 * M, r] = oh_next[up, r] * cs
+                        cols[at + v + 2 * M, r] = oh_next[up, r] * cs
                 elif vis == 2:
                     for j in range(N):
                         cj = inv[j]
                         for r in range(nr):
-                            dyn[n, 3 + P + H + j, r] = oh_next[j, r] * cj
-            for r in range(nr):
-                b = b0 + r
-                for i in range(N * D):  # a vectorised copy of the row's template, then the varying entries
-                    flat_obs[b, i] = flat_template[i]
-                for n in range(N):  # dyn column j -> observation column j (j < 3), j + 1, then j + v - o + 1
-                    at = np.uint64(n * D)
-                    for j in range(3):
-                        flat_obs[b, at + np.uint64(j)] = dyn[n, j, r]
-                    for j in range(3, o - 1):
-                        flat_obs[b, at + np.uint64(j + 1)] = dyn[n, j, r]
-                    for j in range(o - 1, Dd):
-                        flat_obs[b, at + np.uint64(j + v - o + 1)] = dyn[n, j, r]
+                            cols[at + v + j, r] = oh_next[j, r] * cj
+            _transpose_tile(flat_cols, R, nr, ND, flat_obs, b0 * ND)
     return ok
 
 
