@@ -558,7 +558,7 @@ TILE = 32  # rows per tile of the fused one-SKU kernel (each inner loop runs ove
 
 
 @numba.njit(error_model="numpy")
-def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
+def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
     """Rows lo..hi-1 of decode + step + rewards + observation of the next state (one SKU), batch-innermost.
 
     State, outputs and exogenous inputs are planes ``[node or lane, (slot,) row]`` (see :class:`_PlaneBuffers`),
@@ -573,7 +573,7 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal = consts
     cost_out, node_out, lane_out, pipe_out, hist_next, orders = outs
     reward_mode, reward_weight, rewards = rew
-    observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs = obs_in
+    observe, template, varying, tiles, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs = obs_in
     N, B = on_hand.shape
     E, P, H = lane_i.shape[1], pipeline.shape[1], hist.shape[1]
     A = actions.shape[2]
@@ -603,9 +603,12 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
     M = to.shape[1]
     v = D - (0 if vis == 0 else (2 * M + 1 if vis == 1 else N))  # first visibility column
     ND = N * D
-    cols = np.empty((ND, R), dtype=np.float32)  # the tile's observations, column by column ([n * D + column, row])
-    if observe:  # entries that are the same in every row (forecast, time and node features): written once
-        for i in range(ND):
+    # the tile's observations, column by column ([n * D + column, row]): the caller's buffer number ``slot``, whose
+    # entries that are the same in every row hold the template (node features); those that change with the period
+    # (forecast, time features) are written here
+    cols = tiles[slot]
+    if observe:
+        for i in varying:
             x = template[i // D, i % D]
             for r in range(R):
                 cols[i, r] = x
@@ -902,8 +905,8 @@ def _env_rows_k1(lo, hi, dec, inputs, consts, outs, rew, obs_in):
 def _env_kernel_k1(
     actions, order_idx, tr_idx, half_order, half_tr, up_to, t, flags, on_hand, backlog, pipeline, pipe_rate,
     arrived, hist, demand, lead, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal, cost_out,
-    node_out, lane_out, pipe_out, hist_next, orders, reward_mode, reward_weight, rewards, observe, template, inv,
-    vis, to, recv_onhand, recv_dos, src, src_dos, obs,
+    node_out, lane_out, pipe_out, hist_next, orders, reward_mode, reward_weight, rewards, observe, template,
+    varying, tiles, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
 ):  # fmt: skip
     """Decode + step + rewards + observation of the next state (one SKU, planes), serial; False on bad actions."""
     dec = (actions, order_idx, tr_idx, half_order, half_tr, up_to)
@@ -911,10 +914,10 @@ def _env_kernel_k1(
     consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
     outs = (cost_out, node_out, lane_out, pipe_out, hist_next, orders)
     rew = (reward_mode, reward_weight, rewards)
-    obs_in = (observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
+    obs_in = (observe, template, varying, tiles, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
     B = on_hand.shape[1]
     first = B - B  # an int64 like the parallel kernel's (a literal 0 would compile _env_rows_k1 twice)
-    return _env_rows_k1(first, B, dec, inputs, consts, outs, rew, obs_in)
+    return _env_rows_k1(first, B, first, dec, inputs, consts, outs, rew, obs_in)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -922,7 +925,7 @@ def _env_kernel_k1_par(
     chunk, actions, order_idx, tr_idx, half_order, half_tr, up_to, t, flags, on_hand, backlog, pipeline,
     pipe_rate, arrived, hist, demand, lead, node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal,
     cost_out, node_out, lane_out, pipe_out, hist_next, orders, reward_mode, reward_weight, rewards, observe,
-    template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
+    template, varying, tiles, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs,
 ):  # fmt: skip
     """:func:`_env_kernel_k1` over chunks of ``chunk`` rows in parallel (rows are independent: same results)."""
     dec = (actions, order_idx, tr_idx, half_order, half_tr, up_to)
@@ -930,12 +933,12 @@ def _env_kernel_k1_par(
     consts = (node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal)
     outs = (cost_out, node_out, lane_out, pipe_out, hist_next, orders)
     rew = (reward_mode, reward_weight, rewards)
-    obs_in = (observe, template, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
+    obs_in = (observe, template, varying, tiles, inv, vis, to, recv_onhand, recv_dos, src, src_dos, obs)
     B = on_hand.shape[1]
     n_chunks = (B + chunk - 1) // chunk
     ok = np.ones(n_chunks, dtype=np.bool_)
     for i in numba.prange(n_chunks):
-        ok[i] = _env_rows_k1(i * chunk, min((i + 1) * chunk, B), dec, inputs, consts, outs, rew, obs_in)
+        ok[i] = _env_rows_k1(i * chunk, min((i + 1) * chunk, B), i, dec, inputs, consts, outs, rew, obs_in)
     return ok.all()
 
 
@@ -1189,6 +1192,9 @@ class JitStepper:
         self._exo: Exogenous | None = None
         self._exo_arrays: tuple[np.ndarray, ...] = ()
         self._templates: list[np.ndarray] = []
+        o = spaces.own_dim  # observation columns that change with the period: forecast (3), time features (o..o+2)
+        self._varying = np.array([n * spaces.obs_dim + j for n in range(N) for j in (3, o, o + 1, o + 2)])
+        self._tiles = np.empty((0, N * spaces.obs_dim, TILE), dtype=np.float32)
 
     def decode(self, actions: np.ndarray, state: State) -> Action:
         """:meth:`AgentSpaces.decode` compiled (falls back to it to raise the same errors on bad input)."""
@@ -1225,6 +1231,7 @@ class JitStepper:
         if a.shape != (B, N, sp.action_dim):
             sp.decode(actions, state)  # raises ValueError naming the shape
         t = state.t
+        parallel = B >= self.parallel_min_batch and parallel_available()
         buf = _PlaneBuffers(B, N, net.n_lanes, net.pipeline_len, state.demand_hist.shape[3])
         rewards = np.empty((B, N))
         obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
@@ -1232,10 +1239,11 @@ class JitStepper:
             a, self._order_idx1, self._tr_idx1, self._half_order, self._half_tr, self._up_to,
             t, c.flags[t], *self._planes(state), *self._exo_planes(exo, t), c.node_i, c.lane_i, c.lane_f, c.capacity,
             c.holding, c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist, buf.orders,
-            self._reward_mode, self._reward_weight, rewards, observe, self._template(t + 1), self._inv, self._vis,
-            self._to, self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
+            self._reward_mode, self._reward_weight, rewards, observe, self._template(t + 1), self._varying,
+            self._tile_buffers(-(-B // PARALLEL_CHUNK) if parallel else 1), self._inv, self._vis, self._to,
+            self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
         )  # fmt: skip
-        if B >= self.parallel_min_batch and parallel_available():
+        if parallel:
             # dynamic scheduling (chunks handed out one at a time): a thread whose core is busy with another
             # process takes fewer chunks instead of holding up the step (static scheduling: 2-3x slower then)
             previous = numba.set_parallel_chunksize(1)
@@ -1275,6 +1283,15 @@ class JitStepper:
             self._exo, self._exo_arrays = exo, (demand, lead)
         demand, lead = self._exo_arrays
         return demand[t], lead[t]
+
+    def _tile_buffers(self, slots: int) -> np.ndarray:
+        """[slots, N * obs_dim, TILE] float32 observation tiles of the fused kernel (one per parallel chunk), kept
+        between steps: entries that never change (node features) are written once, here."""
+        if self._tiles.shape[0] < slots:
+            tiles = np.empty((slots, *self._tiles.shape[1:]), dtype=np.float32)
+            tiles[:] = self._template(0).reshape(-1)[None, :, None]
+            self._tiles = tiles
+        return self._tiles
 
     def _template(self, t: int) -> np.ndarray:
         """[N, obs_dim] float32 observation entries that are the same in every row at period t (forecast, time
