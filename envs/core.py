@@ -194,7 +194,7 @@ class _Plan:
         self.sender_h = net.holding[net.lane_from] if E else np.zeros((0, net.n_skus))  # [E, K]
         self.node_idx = np.arange(self.N)[None, :]  # [1, N]
         # fixed supplier lead times (every exogenous draw equals the only value): nodes grouped by lead
-        self.fixed_lt = bool(np.all(net.lt_cdf[:, 0] >= 1.0))
+        self.fixed_lt = net.fixed_lead_times
         sup_lt = net.lt_values[:, 0]
         self.sup_groups = [
             (int(lead), np.flatnonzero(net.is_supplier_fed & (sup_lt == lead)))

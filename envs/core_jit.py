@@ -973,7 +973,7 @@ class _NetConsts:
         self.disrupted = np.zeros((net.periods + 1, net.n_nodes), dtype=np.bool_)  # row T: after the horizon
         self.disrupted[: net.periods] = net.disrupted
         self.scal = np.array([net.order_fixed, net.order_unit, net.supplier_holding], dtype=float)
-        fixed_lt = bool(np.all(net.lt_cdf[:, 0] >= 1.0))  # as core.step: the exogenous draw is ignored
+        fixed_lt = net.fixed_lead_times  # as core.step: the exogenous draw is ignored
         self.fixed_lt = fixed_lt
         self.flags = [  # flags[t]: has_next depends on t
             np.array([t + 1 < net.periods, fixed_lt, net.pipeline_holding, net.backorder], dtype=np.int64)

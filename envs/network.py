@@ -108,6 +108,11 @@ class Network:
         return np.where(self.source_lane >= 0, self.lane_from[np.maximum(self.source_lane, 0)], -1)
 
     @cached_property
+    def fixed_lead_times(self) -> bool:
+        """True when every supplier lead time has a single value (any draw picks it; the steps skip the draws)."""
+        return bool(np.all(self.lt_cdf[:, 0] >= 1.0))
+
+    @cached_property
     def lead_time_mean(self) -> np.ndarray:
         """[N] expected replenishment lead time (supplier or source lane)."""
         out = np.zeros(self.n_nodes)
