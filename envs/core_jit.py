@@ -664,15 +664,21 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
                 for r in range(nr):
                     lord[e, r] = 0.0
                     lship[e, r] = 0.0
-            else:
+            elif rc >= 0:
                 cap = lane_cap[e]
-                rq = max(rc, 0)
                 for r in range(nr):
-                    qo = ordq[rq, r] if rc >= 0 else 0.0
+                    qo = ordq[rc, r]
                     tr = trq[e, r]
                     need = qo + tr
                     f = min(max(cap / need, 0.0), 1.0) if need > cap else 1.0
                     lord[e, r] = qo * f
+                    lship[e, r] = tr * f
+            else:  # transfers only (the general formulas with qo = 0: same values; asks are never negative)
+                cap = lane_cap[e]
+                for r in range(nr):
+                    tr = trq[e, r]
+                    f = min(max(cap / tr, 0.0), 1.0) if tr > cap else 1.0
+                    lord[e, r] = 0.0
                     lship[e, r] = tr * f
             if not any_cap:
                 s = lane_from[e]
@@ -727,20 +733,27 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
         for e in range(E):
             s, rc, L = lane_from[e], lane_to[e], lane_lead[e]
             unit, fixed, hs = lane_unit[e], lane_fixed[e], holding[s, 0]
-            for r in range(nr):
-                f = fnode[s, r]
-                qo = lord[e, r] * f
-                tr = lship[e, r] * f
-                lord[e, r] = qo
-                lship[e, r] = tr
-                lflow[e, r] = qo + tr
-                trref[s, r] += trq[e, r] - tr
-                tc[s, r] += tr * unit
-                if qo != 0.0:
-                    oc[rc, r] += qo * unit
             if order_of[e] >= 0:
                 for r in range(nr):
+                    f = fnode[s, r]
+                    qo = lord[e, r] * f
+                    tr = lship[e, r] * f
+                    lord[e, r] = qo
+                    lship[e, r] = tr
+                    lflow[e, r] = qo + tr
+                    trref[s, r] += trq[e, r] - tr
+                    tc[s, r] += tr * unit
+                    if qo != 0.0:
+                        oc[rc, r] += qo * unit
+                for r in range(nr):
                     oship[rc, r] += lord[e, r]
+            else:  # transfers only: lord stays 0 and the flow is the transfer
+                for r in range(nr):
+                    tr = lship[e, r] * fnode[s, r]
+                    lship[e, r] = tr
+                    lflow[e, r] = tr
+                    trref[s, r] += trq[e, r] - tr
+                    tc[s, r] += tr * unit
             _arrive_tile(lflow, e, rc, L, hs, pipeline_holding, nr, oho, recv, pipe, rate)
             if fixed != 0.0:
                 for r in range(nr):
