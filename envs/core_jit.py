@@ -537,22 +537,6 @@ def _clip1(x):
     return -1.0 if x < -1.0 else (1.0 if x > 1.0 else x)
 
 
-@numba.njit(inline="always", error_model="numpy")
-def _arrive_tile(qty, i, node, L, hold, pipeline_holding, nr, on_hand, received, pipe, rate):
-    """Shipments ``qty[i, :nr]`` reach ``node`` with lead time L: on hand now if L = 0, else the pipeline slot
-    L - 1 (and its pipeline-holding rate ``hold`` per unit)."""
-    if L == 0:
-        for r in range(nr):
-            on_hand[node, r] += qty[i, r]
-            received[node, r] += qty[i, r]
-    else:
-        for r in range(nr):
-            pipe[node, L - 1, r] += qty[i, r]
-        if pipeline_holding:
-            for r in range(nr):
-                rate[node, L - 1, r] += qty[i, r] * hold
-
-
 _N_NODE_PLANES = 13  # node_out planes the step computes (then demand): _NODE_OUT + next on_hand, next arrived
 TILE = 32  # rows per tile of the fused one-SKU kernel (each inner loop runs over a tile's contiguous rows)
 
@@ -727,12 +711,11 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
                 recv[n, r] = arr[n, r]
                 oc[n, r] = 0.0
                 tc[n, r] = 0.0
-        # shipped units: lead-0 lanes join on-hand now (after all shipping), longer ones the pipeline; lane
-        # costs: unit cost of upstream orders to the receiver, of transfers to the sender; one fixed charge
-        # per lane used, with the upstream order when the lane carries one
+        # shipped units; lane costs: unit cost of upstream orders to the receiver, of transfers to the sender; one
+        # fixed charge per lane used, with the upstream order when the lane carries one
         for e in range(E):
-            s, rc, L = lane_from[e], lane_to[e], lane_lead[e]
-            unit, fixed, hs = lane_unit[e], lane_fixed[e], holding[s, 0]
+            s, rc = lane_from[e], lane_to[e]
+            unit, fixed = lane_unit[e], lane_fixed[e]
             if order_of[e] >= 0:
                 for r in range(nr):
                     f = fnode[s, r]
@@ -754,29 +737,47 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
                     lflow[e, r] = tr
                     trref[s, r] += trq[e, r] - tr
                     tc[s, r] += tr * unit
-            _arrive_tile(lflow, e, rc, L, hs, pipeline_holding, nr, oho, recv, pipe, rate)
             if fixed != 0.0:
                 for r in range(nr):
                     if lord[e, r] > 1e-9:
                         oc[rc, r] += fixed
                     elif lship[e, r] > 1e-9:
                         tc[s, r] += fixed
-        for n in range(N):
-            if not is_sup[n]:
-                continue
-            if fixed_lt:
-                _arrive_tile(sup, n, n, lt0[n], supplier_holding, pipeline_holding, nr, oho, recv, pipe, rate)
+        # arrivals, the lanes' flows in lane order then the supplier orders: lead 0 joins on-hand now (after all
+        # shipping), longer ones the pipeline slot L - 1 (and its pipeline-holding rate). One loop for both: an
+        # inlined helper taking the arrays reference-counted them per lane (atomic instructions, ~10% of a step)
+        for k in range(E + N):
+            lane = k < E
+            if lane:
+                dest, L, hold = lane_to[k], lane_lead[k], holding[lane_from[k], 0]
+            else:
+                dest = k - E
+                if not is_sup[dest]:
+                    continue
+                if not fixed_lt:  # lead times drawn per row
+                    for r in range(nr):
+                        q = sup[dest, r]
+                        lt = lead[dest, ub + np.uint64(r)]
+                        if lt == 0:
+                            oho[dest, r] += q
+                            recv[dest, r] += q
+                        else:
+                            pipe[dest, lt - 1, r] += q
+                            if pipeline_holding:
+                                rate[dest, lt - 1, r] += q * supplier_holding
+                    continue
+                L, hold = lt0[dest], supplier_holding
+            if L == 0:
+                for r in range(nr):
+                    q = lflow[k, r] if lane else sup[dest, r]
+                    oho[dest, r] += q
+                    recv[dest, r] += q
             else:
                 for r in range(nr):
-                    q = sup[n, r]
-                    lt = lead[n, ub + np.uint64(r)]
-                    if lt == 0:
-                        oho[n, r] += q
-                        recv[n, r] += q
-                    else:
-                        pipe[n, lt - 1, r] += q
-                        if pipeline_holding:
-                            rate[n, lt - 1, r] += q * supplier_holding
+                    pipe[dest, L - 1, r] += lflow[k, r] if lane else sup[dest, r]
+                if pipeline_holding:
+                    for r in range(nr):
+                        rate[dest, L - 1, r] += (lflow[k, r] if lane else sup[dest, r]) * hold
         # 4. demand (backlog first in backorder mode) and 5. costs; then the advance: next period's arrivals
         # join on-hand (a disrupted node's arrivals wait in transit)
         for r in range(nr):
