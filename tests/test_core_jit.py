@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from invnet.envs import BatchedInventoryEnv, compile_network, load_scenario, parallel_env, parse_scenario
 from invnet.envs.core import State, StepOutput, step
-from invnet.envs.core_jit import step_jit
+from invnet.envs.core_jit import TILE, _transpose_tile, step_jit
 from invnet.envs.network import Network
 from test_properties import SETTINGS, random_action, scenarios
 
@@ -72,11 +72,14 @@ def test_jit_step_equals_numpy_step_on_shipped_scenarios(name: str) -> None:
 
 
 @SETTINGS
-@given(data=scenarios(), seed=st.integers(0, 2**20), action_seed=st.integers(0, 1000))
-def test_numba_backend_env_equals_numpy_backend_env(data: dict[str, Any], seed: int, action_seed: int) -> None:
-    """Decode + step + observe: observations (float32) and rewards of the two backends agree."""
+@given(data=scenarios(), seed=st.integers(0, 2**20), action_seed=st.integers(0, 1000), batch=st.sampled_from([2, 19]))
+def test_numba_backend_env_equals_numpy_backend_env(
+    data: dict[str, Any], seed: int, action_seed: int, batch: int
+) -> None:
+    """Decode + step + observe: observations (float32) and rewards of the two backends agree (19 rows: the
+    fused kernel writes observations in 8 x 8 blocks, then a 3-row tail)."""
     sc = parse_scenario(data)
-    envs = [BatchedInventoryEnv(sc, 2, seed=seed, backend=b) for b in ("numpy", "numba")]
+    envs = [BatchedInventoryEnv(sc, batch, seed=seed, backend=b) for b in ("numpy", "numba")]
     assert [e.backend for e in envs] == ["numpy", "numba"]
     obs = [e.reset() for e in envs]
     rng = np.random.default_rng(action_seed)
@@ -84,7 +87,7 @@ def test_numba_backend_env_equals_numpy_backend_env(data: dict[str, Any], seed: 
         np.testing.assert_allclose(obs[1], obs[0], rtol=1e-6, atol=1e-6)  # float32 rounding of equal float64
         assert obs[0].dtype == obs[1].dtype == np.float32
         np.testing.assert_allclose(envs[1].global_state(), envs[0].global_state(), rtol=1e-6, atol=1e-6)
-        acts = rng.uniform(-1.0, 1.0, (2, envs[0].n_agents, envs[0].spaces.action_dim))
+        acts = rng.uniform(-1.0, 1.0, (batch, envs[0].n_agents, envs[0].spaces.action_dim))
         results = [e.step(acts) for e in envs]
         obs = [r[0] for r in results]
         np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-9)  # rewards
@@ -133,21 +136,33 @@ def test_fused_step_after_quantity_steps_and_reset(name: str) -> None:
             i += 1
 
 
-@pytest.mark.parametrize("name", ["serial_3stage", "disrupted", "network_10"])
-def test_numba_backend_env_equals_numpy_backend_on_shipped_scenarios(name: str) -> None:
+@pytest.mark.parametrize(("name", "batch"), [("serial_3stage", 4), ("disrupted", 21), ("network_10", 37)])
+def test_numba_backend_env_equals_numpy_backend_on_shipped_scenarios(name: str, batch: int) -> None:
     sc = load_scenario(name)
-    envs = [BatchedInventoryEnv(sc, 4, seed=3, backend=b) for b in ("numpy", "numba")]
+    envs = [BatchedInventoryEnv(sc, batch, seed=3, backend=b) for b in ("numpy", "numba")]
     obs = [e.reset() for e in envs]
     rng = np.random.default_rng(0)
     total = np.zeros(2)
     while not envs[0].done:
         np.testing.assert_allclose(obs[1], obs[0], rtol=1e-6, atol=1e-6)
-        acts = rng.uniform(-1.0, 1.0, (4, envs[0].n_agents, envs[0].spaces.action_dim))
+        acts = rng.uniform(-1.0, 1.0, (batch, envs[0].n_agents, envs[0].spaces.action_dim))
         results = [e.step(acts) for e in envs]
         obs = [r[0] for r in results]
         np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-9)
         total += [r[1].sum() for r in results]
     assert total[0] < 0 and abs(total[1] - total[0]) < 1e-6
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(32, 760), (32, 77), (19, 16), (8, 8), (7, 9), (1, 3)])
+def test_observation_tile_transpose_matches_numpy(rows: int, columns: int) -> None:
+    """The fused kernel's observation writer (8 x 8 vector transposes, scalar edges) equals a NumPy transpose
+    and writes nothing outside the rows it is given."""
+    rng = np.random.default_rng(rows * 100 + columns)
+    tile = rng.random((columns, TILE)).astype(np.float32)  # [column, row] as the kernel keeps it
+    out = np.full((rows + 2, columns), -1.0, dtype=np.float32)  # a guard row before and after
+    _transpose_tile(tile.reshape(-1), TILE, rows, columns, out.reshape(-1), columns)
+    np.testing.assert_array_equal(out[1 : rows + 1], tile[:, :rows].T)
+    assert (out[0] == -1.0).all() and (out[rows + 1] == -1.0).all()
 
 
 def test_order_up_to_decode_matches() -> None:
