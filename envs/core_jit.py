@@ -19,9 +19,12 @@ The one-SKU env step (:meth:`JitStepper.advance`, the training hot path) is one 
 :func:`_env_rows_k1`, laid out batch-innermost: state, outputs and exogenous inputs are planes
 ``[node or lane, (slot,) row]`` (:class:`_PlaneBuffers`; the StepOutput and State fields it returns are
 transposed views with the usual shapes), each stage is a loop over a tile of ``TILE`` contiguous rows that LLVM
-turns into SIMD instructions, and only the actions, rewards and observation are row-major. Its inner loops
-index arrays instead of taking views (numba reference-counts views with atomic instructions). It performs the
-same arithmetic in the same order as :func:`_step_rows` (bit-identical results, tested).
+turns into SIMD instructions, and only the actions, rewards and observation are row-major. The observation of
+a tile is computed column by column into a float32 tile buffer (kept per parallel chunk between steps, see
+:meth:`JitStepper._tile_buffers`) and written row-major with 8 x 8 vector transposes (:func:`_transpose8`, a
+numba intrinsic). Its inner loops index arrays instead of taking views or calling helpers with array arguments
+(numba reference-counts both with atomic instructions). It performs the same arithmetic in the same order as
+:func:`_step_rows` (bit-identical results, tested).
 :func:`_env_kernel_k1` calls it for all rows; :func:`_env_kernel_k1_par` (``parallel=True``) for chunks of
 ``PARALLEL_CHUNK`` rows on all cores, used for batches of at least ``PARALLEL_MIN_BATCH`` rows when numba has a
 thread-safe threading layer (tbb or omp, see :func:`parallel_available`); rows are independent, so both give
