@@ -585,7 +585,7 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
     nodes = np.empty((_N_NODE_PLANES, N, R))  # node_out planes of the tile
     sales, served, lost, blo, oho, in_tr, recv = nodes[0], nodes[1], nodes[2], nodes[3], nodes[4], nodes[5], nodes[6]
     oship, sup, shipped, refused, oh_next, arr_next = nodes[7], nodes[8], nodes[9], nodes[10], nodes[11], nodes[12]
-    lship, lflow = np.empty((E, R)), np.empty((E, R))
+    lship = np.empty((E, R))  # transfer part of the lane flow while capacities and stock scale it
     D = template.shape[1]
     M = to.shape[1]
     v = D - (0 if vis == 0 else (2 * M + 1 if vis == 1 else N))  # first visibility column
@@ -725,8 +725,8 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
                     qo = lord[e, r] * f
                     tr = lship[e, r] * f
                     lord[e, r] = qo
-                    lship[e, r] = tr
-                    lflow[e, r] = qo + tr
+                    lane_out[0, e, ub + np.uint64(r)] = tr  # final lane values go straight to the output planes
+                    lane_out[1, e, ub + np.uint64(r)] = qo + tr
                     trref[s, r] += trq[e, r] - tr
                     tc[s, r] += tr * unit
                     if qo != 0.0:
@@ -736,15 +736,15 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
             else:  # transfers only: lord stays 0 and the flow is the transfer
                 for r in range(nr):
                     tr = lship[e, r] * fnode[s, r]
-                    lship[e, r] = tr
-                    lflow[e, r] = tr
+                    lane_out[0, e, ub + np.uint64(r)] = tr
+                    lane_out[1, e, ub + np.uint64(r)] = tr
                     trref[s, r] += trq[e, r] - tr
                     tc[s, r] += tr * unit
             if fixed != 0.0:
                 for r in range(nr):
                     if lord[e, r] > 1e-9:
                         oc[rc, r] += fixed
-                    elif lship[e, r] > 1e-9:
+                    elif lane_out[0, e, ub + np.uint64(r)] > 1e-9:
                         tc[s, r] += fixed
         # arrivals, the lanes' flows in lane order then the supplier orders: lead 0 joins on-hand now (after all
         # shipping), longer ones the pipeline slot L - 1 (and its pipeline-holding rate). One loop for both: an
@@ -772,15 +772,15 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
                 L, hold = lt0[dest], supplier_holding
             if L == 0:
                 for r in range(nr):
-                    q = lflow[k, r] if lane else sup[dest, r]
+                    q = lane_out[1, k, ub + np.uint64(r)] if lane else sup[dest, r]
                     oho[dest, r] += q
                     recv[dest, r] += q
             else:
                 for r in range(nr):
-                    pipe[dest, L - 1, r] += lflow[k, r] if lane else sup[dest, r]
+                    pipe[dest, L - 1, r] += lane_out[1, k, ub + np.uint64(r)] if lane else sup[dest, r]
                 if pipeline_holding:
                     for r in range(nr):
-                        rate[dest, L - 1, r] += (lflow[k, r] if lane else sup[dest, r]) * hold
+                        rate[dest, L - 1, r] += (lane_out[1, k, ub + np.uint64(r)] if lane else sup[dest, r]) * hold
         # 4. demand (backlog first in backorder mode) and 5. costs; then the advance: next period's arrivals
         # join on-hand (a disrupted node's arrivals wait in transit)
         for r in range(nr):
@@ -867,10 +867,6 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
             for k in range(_N_NODE_PLANES):
                 for r in range(nr):
                     node_out[k, n, ub + np.uint64(r)] = nodes[k, n, r]
-        for e in range(E):
-            for r in range(nr):
-                lane_out[0, e, ub + np.uint64(r)] = lship[e, r]
-                lane_out[1, e, ub + np.uint64(r)] = lflow[e, r]
         # rewards (row-major): team = -network cost, local = -own cost, mixed = w local + (1 - w) team
         for r in range(nr):
             b = b0 + r
