@@ -541,7 +541,7 @@ def _clip1(x):
 
 
 _N_NODE_PLANES = 13  # node_out planes the step computes (then demand): _NODE_OUT + next on_hand, next arrived
-TILE = 32  # rows per tile of the fused one-SKU kernel (each inner loop runs over a tile's contiguous rows)
+TILE = 64  # rows per tile of the fused one-SKU kernel (each inner loop runs over a tile's contiguous rows)
 
 
 @numba.njit(error_model="numpy")
@@ -1129,7 +1129,7 @@ def step_jit(net: Network, state: State, action: Action, exo: Exogenous) -> tupl
 
 
 PARALLEL_MIN_BATCH = 128  # batches this large step on all cores (smaller ones: serial, no thread-pool overhead)
-PARALLEL_CHUNK = 64  # rows per parallel task (each task allocates its row scratch once)
+PARALLEL_CHUNK = 128  # rows per parallel task (each task allocates its row scratch once)
 _parallel: bool | None = None  # None: not yet tried; False: no thread-safe threading layer, serial for good
 
 
