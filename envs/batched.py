@@ -91,6 +91,7 @@ class BatchedInventoryEnv:
         self._reset_count = 0
         self.state: State = initial_state(self.net, batch_size, a.demand_history)
         self.exo: Exogenous | None = None
+        self._fixed_lead: np.ndarray | None = None  # fixed lead times: the array the first reset built, reused
         self.backend = _resolve_backend(backend)
         self._parallel = parallel
         self._jit = None
@@ -112,8 +113,11 @@ class BatchedInventoryEnv:
         """Start new episodes; returns observations ``[B, N, obs_dim]`` (None if not ``observe``)."""
         if seed is not None:
             self._seed, self._reset_count = int(seed), 0
-        previous = None if self.exo is None else self.exo.lead_time  # fixed lead times: the same array again
-        self.exo = sample_exogenous(self.net, self.sampler, self.seeds, self._reset_count, self._parallel, previous)
+        self.exo = sample_exogenous(
+            self.net, self.sampler, self.seeds, self._reset_count, self._parallel, self._fixed_lead
+        )
+        if self.net.fixed_lead_times:  # (not an exo assigned from outside: only arrays this env built)
+            self._fixed_lead = self.exo.lead_time
         self._reset_count += 1
         self.state = initial_state(self.net, self.batch_size, self.net.scenario.agents.demand_history)
         return self._initial_observation() if observe else None

@@ -147,3 +147,24 @@ def test_gym_wrapper_reward_is_minus_network_cost() -> None:
     obs, r, term, trunc, info = e.step(e.action_space.sample())
     cost = sum(info[k] for k in ("holding_cost", "shortage_cost", "order_cost", "transfer_cost"))
     assert r == pytest.approx(-cost) and not term
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("name", ["network_10", "launch_surge"])
+def test_batched_reset_observation_and_lead_times(name: str, backend: str) -> None:
+    """A reset's observation (one row observed and repeated) is the observation of every row of the initial
+    state; fixed lead times are one array reused across episodes, never an exogenous assigned from outside."""
+    env = BatchedInventoryEnv(load_scenario(name), 9, seed=2, backend=backend)
+    obs = env.reset()
+    np.testing.assert_array_equal(obs, env.spaces.observe(env.state))
+    first = env.exo
+    fixed = env.net.fixed_lead_times
+    env.exo = type(first)(demand=first.demand, lead_time=first.lead_time + 7)  # assigned from outside
+    env.reset()
+    expected = np.broadcast_to(env.net.lt_values[:, 0], first.lead_time.shape)
+    if fixed:
+        assert env.exo.lead_time is first.lead_time
+        np.testing.assert_array_equal(env.exo.lead_time, expected)
+    else:
+        assert env.exo.lead_time is not first.lead_time
+        assert not np.array_equal(env.exo.lead_time, first.lead_time + 7)
