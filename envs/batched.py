@@ -30,18 +30,14 @@ def sample_exogenous(
 ) -> Exogenous:
     """Draw demand and lead times of episode ``reset_count`` for each seed (independent streams, CRN-safe);
     ``parallel`` as :meth:`DemandSampler.sample` (the same draws either way). With fixed lead times the lead
-    times are ``fixed_lead`` when given (the :func:`fixed_lead_times` array of a previous episode, reused)."""
+    times are ``fixed_lead`` when given (the array of a previous episode, reused), else a new [B, T, N] array."""
     demand = sampler.sample(seeds, reset_count, parallel=parallel)
     if net.fixed_lead_times:
-        lead = fixed_lead if fixed_lead is not None else fixed_lead_times(net, len(seeds))
+        shape = (len(seeds), net.periods, net.n_nodes)
+        lead = fixed_lead if fixed_lead is not None else np.broadcast_to(net.lt_values[:, 0], shape).copy()
     else:
         lead = sample_lead_times(net.node_ids, net.lt_values, net.lt_cdf, net.periods, seeds, reset_count)
     return Exogenous(demand=demand, lead_time=lead)
-
-
-def fixed_lead_times(net: Network, batch_size: int) -> np.ndarray:
-    """[B, T, N] int supplier lead times of a network whose lead times are fixed."""
-    return np.broadcast_to(net.lt_values[:, 0], (batch_size, net.periods, net.n_nodes)).copy()
 
 
 class BatchedInventoryEnv:

@@ -51,6 +51,28 @@ _VISIBILITY = {"own": 0, "neighbours": 1, "all": 2}
 
 
 @numba.njit(inline="always", error_model="numpy")
+def _flags_and_nodes(flags, consts):
+    """Unpacked step flags (has a next period, fixed lead times, pipeline holding, backorder) and node rows
+    (supplier-fed, fixed supplier lead time) of :class:`_NetConsts`, for both step kernels."""
+    node_i = consts[0]
+    return flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0, node_i[0], node_i[2]
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _lane_rows(consts):
+    """Lane rows of :class:`_NetConsts`: from, to, lead time, unit cost, fixed cost, capacity."""
+    lane_i, lane_f = consts[1], consts[2]
+    return lane_i[0], lane_i[1], lane_i[2], lane_f[0], lane_f[1], lane_f[2]
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _period_scalars(t, consts):
+    """Disrupted nodes now and next period, order fixed and unit cost, supplier pipeline holding rate."""
+    disrupted, scal = consts[6], consts[7]
+    return disrupted[t], disrupted[t + 1], scal[0], scal[1], scal[2]
+
+
+@numba.njit(inline="always", error_model="numpy")
 def _call_flags(t, consts):
     """Per-call constants of a step: the receiver whose upstream order rides each lane (-1 if none), whether
     any node is disrupted in period t, whether any node has a finite storage capacity."""
@@ -112,12 +134,9 @@ def _step_rows(
     """Rows lo..hi-1 of the step (the row loop of :func:`invnet.envs.core.step`). Arguments are grouped in
     tuples: numba cannot inline a call with more than 30 arguments (CPython compiles it as ``f(*args)``)."""
     node_i, lane_i, lane_f, capacity, holding, penalty, disrupted, scal = consts
-    has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
-    is_sup, lt0 = node_i[0], node_i[2]
-    lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
-    lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
-    down_now, down_next = disrupted[t], disrupted[t + 1]
-    order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
+    has_next, fixed_lt, pipeline_holding, backorder, is_sup, lt0 = _flags_and_nodes(flags, consts)
+    lane_from, lane_to, lane_lead, lane_unit, lane_fixed, lane_cap = _lane_rows(consts)
+    down_now, down_next, order_fixed, order_unit, supplier_holding = _period_scalars(t, consts)
     demand = demand_all[:, t]
     lead = lead_all[:, t]
     holding_cost, shortage_cost, order_cost, transfer_cost = cost_out[0], cost_out[1], cost_out[2], cost_out[3]
@@ -565,12 +584,9 @@ def _env_rows_k1(lo, hi, slot, dec, inputs, consts, outs, rew, obs_in):
     E, P, H = lane_i.shape[1], pipeline.shape[1], hist.shape[1]
     A = actions.shape[2]
     flat = actions.reshape(B, N * A)
-    has_next, fixed_lt, pipeline_holding, backorder = flags[0] != 0, flags[1] != 0, flags[2] != 0, flags[3] != 0
-    is_sup, lt0 = node_i[0], node_i[2]
-    lane_from, lane_to, lane_lead = lane_i[0], lane_i[1], lane_i[2]
-    lane_unit, lane_fixed, lane_cap = lane_f[0], lane_f[1], lane_f[2]
-    down_now, down_next = disrupted[t], disrupted[t + 1]
-    order_fixed, order_unit, supplier_holding = scal[0], scal[1], scal[2]
+    has_next, fixed_lt, pipeline_holding, backorder, is_sup, lt0 = _flags_and_nodes(flags, consts)
+    lane_from, lane_to, lane_lead, lane_unit, lane_fixed, lane_cap = _lane_rows(consts)
+    down_now, down_next, order_fixed, order_unit, supplier_holding = _period_scalars(t, consts)
     order_of, any_down, any_cap = _call_flags(t, consts)
     R = TILE
     # row scratch of a tile (values that are not outputs)
@@ -1172,6 +1188,8 @@ class JitStepper:
     :func:`parallel_available`; smaller ones with the serial kernel.
     """
 
+    _FORECAST_COLUMN = 3  # AgentSpaces.observe's forecast column for one SKU (3K..4K); time features at own_dim
+
     def __init__(
         self, spaces: AgentSpaces, reward_mode: str, reward_weight: float, parallel_min_batch: int = PARALLEL_MIN_BATCH
     ) -> None:
@@ -1205,8 +1223,9 @@ class JitStepper:
         self._exo: Exogenous | None = None
         self._exo_arrays: tuple[np.ndarray, ...] = ()
         self._templates: list[np.ndarray] = []
-        o = spaces.own_dim  # observation columns that change with the period: forecast (3), time features (o..o+2)
-        self._varying = np.array([n * spaces.obs_dim + j for n in range(N) for j in (3, o, o + 1, o + 2)])
+        o = spaces.own_dim  # flat observation columns that change with the period: forecast, time features
+        per_node = (self._FORECAST_COLUMN, o, o + 1, o + 2)
+        self._varying = np.array([n * spaces.obs_dim + j for n in range(N) for j in per_node])
         self._tiles = np.empty((0, N * spaces.obs_dim, TILE), dtype=np.float32)
 
     def decode(self, actions: np.ndarray, state: State) -> Action:
@@ -1245,6 +1264,7 @@ class JitStepper:
             sp.decode(actions, state)  # raises ValueError naming the shape
         t = state.t
         parallel = B >= self.parallel_min_batch and parallel_available()
+        chunk = min(PARALLEL_CHUNK, B) if parallel else B  # rows per kernel call; one tile buffer per call
         buf = _PlaneBuffers(B, N, net.n_lanes, net.pipeline_len, state.demand_hist.shape[3])
         rewards = np.empty((B, N))
         obs = np.empty((B, N, sp.obs_dim) if observe else (0, 0, 0), dtype=np.float32)
@@ -1253,7 +1273,7 @@ class JitStepper:
             t, c.flags[t], *self._planes(state), *self._exo_planes(exo, t), c.node_i, c.lane_i, c.lane_f, c.capacity,
             c.holding, c.penalty, c.disrupted, c.scal, buf.cost, buf.node, buf.lane, buf.pipe, buf.hist, buf.orders,
             self._reward_mode, self._reward_weight, rewards, observe, self._template(t + 1), self._varying,
-            self._tile_buffers(-(-B // PARALLEL_CHUNK) if parallel else 1), self._inv, self._vis, self._to,
+            self._tile_buffers(-(-B // chunk)), self._inv, self._vis, self._to,
             self._recv_onhand, self._recv_dos, self._src, self._src_dos, obs,
         )  # fmt: skip
         if parallel:
@@ -1261,7 +1281,7 @@ class JitStepper:
             # process takes fewer chunks instead of holding up the step (static scheduling: 2-3x slower then)
             previous = numba.set_parallel_chunksize(1)
             try:
-                ok = _env_kernel_k1_par(min(PARALLEL_CHUNK, B), *args)
+                ok = _env_kernel_k1_par(chunk, *args)
             finally:
                 numba.set_parallel_chunksize(previous)
         else:
@@ -1308,13 +1328,13 @@ class JitStepper:
 
     def _template(self, t: int) -> np.ndarray:
         """[N, obs_dim] float32 observation entries that are the same in every row at period t (forecast, time
-        features, node features), zeros elsewhere: each row's observation starts as a copy of it."""
+        features, node features), zeros elsewhere: the fused kernel's tile buffers hold them."""
         while len(self._templates) <= t:
             k = len(self._templates)
             net, sp = self.spaces.net, self.spaces
             tmpl = np.zeros((net.n_nodes, sp.obs_dim), dtype=np.float32)
             o = sp.own_dim
-            tmpl[:, 3] = self._forecast[min(k, net.periods - 1), :, 0]
+            tmpl[:, self._FORECAST_COLUMN] = self._forecast[min(k, net.periods - 1), :, 0]
             tmpl[:, o : o + 3] = self._time[min(k, net.periods)]
             tmpl[:, o + 3 : o + 3 + self._feats.shape[1]] = self._feats
             self._templates.append(tmpl)
